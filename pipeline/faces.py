@@ -1,0 +1,136 @@
+"""Sampled frames -> detected faces -> square crops: the one path shared by `extract` and `classify-*`.
+
+Detection runs on a downscaled copy of each frame (fast) and the crop is cut from the full-resolution
+frame (sharp). Frames where nothing is found at the small size are searched again at a larger size.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from pipeline.crops import cut_square, square_crop_box
+from pipeline.detectors import Detection, FaceDetector, create_detector
+from pipeline.errors import UsageError
+from pipeline.media import Frame, MediaReader
+from pipeline.sampling import SamplingConfig
+
+
+@dataclass(frozen=True)
+class FaceConfig:
+    """Everything that decides which faces are found and how they are cropped."""
+
+    detector: str = "mtcnn"
+    sampling: SamplingConfig = SamplingConfig()
+    min_face_size: int = 40  # pixels in the original frame
+    score_threshold: float | None = None  # None: the detector's own default
+    largest_only: bool = False
+    margin: float = 0.3
+    crop_size: int = 224
+    detect_size: int = 640  # longer side of the frame copy the detector sees
+    batch_size: int = 8
+
+    def __post_init__(self):
+        if self.min_face_size < 1:
+            raise UsageError(f"--min-face-size must be at least 1 pixel, got {self.min_face_size}")
+        if self.score_threshold is not None and not 0.0 <= self.score_threshold <= 1.0:
+            raise UsageError(f"--min-score must lie in [0, 1], got {self.score_threshold}")
+        if not 0.0 <= self.margin <= 3.0:
+            raise UsageError(f"--margin must lie in [0, 3], got {self.margin}")
+        if not 16 <= self.crop_size <= 1024:
+            raise UsageError(f"--size must lie in [16, 1024], got {self.crop_size}")
+        if self.detect_size < 64:
+            raise UsageError(f"--detect-size must be at least 64 pixels, got {self.detect_size}")
+
+    def cache_key_fields(self) -> dict:
+        """The fields that change the crops (batch size does not)."""
+        fields = asdict(self)
+        fields.pop("batch_size")
+        fields["sampling"] = self.sampling.describe()
+        return fields
+
+
+@dataclass(frozen=True)
+class FaceCrop:
+    """One face found in one sampled frame, with its crop (BGR, crop_size x crop_size)."""
+
+    frame_index: int
+    timestamp: float
+    face_index: int
+    detection: Detection
+    crop_box: tuple[int, int, int, int]
+    crop: np.ndarray
+
+
+class FaceExtractor:
+    """Find and crop the faces of a video or image according to a `FaceConfig`."""
+
+    def __init__(self, config: FaceConfig, detector: FaceDetector | None = None, device: str | None = None):
+        self.config = config
+        self.detector = detector or create_detector(config.detector, device=device)
+        self.score_threshold = (
+            config.score_threshold if config.score_threshold is not None else self.detector.default_score_threshold
+        )
+
+    def faces_in_file(self, reader: MediaReader) -> Iterator[tuple[Frame, list[FaceCrop]]]:
+        """Yield each sampled frame with its face crops (possibly none), in frame order."""
+        batch: list[Frame] = []
+        for frame in reader.frames(self.config.sampling):
+            batch.append(frame)
+            if len(batch) == self.config.batch_size:
+                yield from self._crop_batch(batch)
+                batch = []
+        if batch:
+            yield from self._crop_batch(batch)
+
+    def detect(self, images_bgr: list[np.ndarray]) -> list[list[Detection]]:
+        """Detections in full-resolution coordinates for equal-size BGR frames, filtered and ordered."""
+        height, width = images_bgr[0].shape[:2]
+        scale = min(1.0, self.config.detect_size / max(height, width))
+        found = self._detect_at(images_bgr, scale)
+        if scale < 1.0:
+            retry = [i for i, dets in enumerate(found) if not dets]
+            if retry:
+                larger = min(1.0, scale * 2.0)
+                again = self._detect_at([images_bgr[i] for i in retry], larger)
+                for i, dets in zip(retry, again):
+                    found[i] = dets
+        return found
+
+    def _detect_at(self, images_bgr: list[np.ndarray], scale: float) -> list[list[Detection]]:
+        small = [_to_rgb(image, scale) for image in images_bgr]
+        raw = self.detector.detect(small)
+        return [self._select([d.scaled(1.0 / scale) for d in dets]) for dets in raw]
+
+    def _select(self, detections: list[Detection]) -> list[Detection]:
+        kept = [
+            d
+            for d in detections
+            if d.score >= self.score_threshold and max(d.width, d.height) >= self.config.min_face_size
+        ]
+        kept.sort(key=lambda d: (-(d.width * d.height), d.box[0]))  # largest face first
+        return kept[:1] if self.config.largest_only else kept
+
+    def _crop_batch(self, frames: list[Frame]) -> Iterator[tuple[Frame, list[FaceCrop]]]:
+        for frame, detections in zip(frames, self.detect([f.image for f in frames])):
+            crops = []
+            for face_index, detection in enumerate(detections):
+                crop_box = square_crop_box(_rounded(detection.box), self.config.margin)
+                crop = cut_square(frame.image, crop_box, self.config.crop_size)
+                crops.append(FaceCrop(frame.index, frame.timestamp, face_index, detection, crop_box, crop))
+            yield frame, crops
+
+
+def _rounded(box: tuple[float, ...]) -> tuple[float, ...]:
+    """Boxes rounded to 1/100 px, so that crops do not depend on float noise between thread counts."""
+    return tuple(round(v, 2) for v in box)
+
+
+def _to_rgb(image_bgr: np.ndarray, scale: float) -> np.ndarray:
+    if scale < 1.0:
+        height, width = image_bgr.shape[:2]
+        size = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
+        image_bgr = cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
