@@ -36,11 +36,13 @@ class Detection:
     def height(self) -> float:
         return self.box[3] - self.box[1]
 
-    def scaled(self, factor: float) -> "Detection":
-        """The same detection with every coordinate multiplied by `factor`."""
-        box = tuple(float(v * factor) for v in self.box)
-        marks = None if self.landmarks is None else tuple((x * factor, y * factor) for x, y in self.landmarks)
-        return Detection(box, self.score, marks)
+    def mapped(self, factor: float, shift: float = 0.0) -> "Detection":
+        """The same detection in other coordinates: every coordinate c becomes (c - shift) * factor."""
+        x1, y1, x2, y2 = ((v - shift) * factor for v in self.box)
+        marks = None
+        if self.landmarks is not None:
+            marks = tuple(((x - shift) * factor, (y - shift) * factor) for x, y in self.landmarks)
+        return Detection((x1, y1, x2, y2), self.score, marks)
 
 
 class FaceDetector(Protocol):

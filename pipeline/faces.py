@@ -2,6 +2,8 @@
 
 Detection runs on a downscaled copy of each frame (fast) and the crop is cut from the full-resolution
 frame (sharp). Frames where nothing is found at the small size are searched again at a larger size.
+Still images get a black border before detection: MTCNN misplaces faces that fill the whole picture
+(tight face crops such as DFDC's), and finds them correctly once they have some space around them.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ class FaceConfig:
     crop_size: int = 224
     detect_size: int = 640  # longer side of the frame copy the detector sees
     batch_size: int = 8
+    image_pad: float = 0.25  # border added around still images before detection, fraction of the longer side
 
     def __post_init__(self):
         if self.min_face_size < 1:
@@ -76,33 +79,39 @@ class FaceExtractor:
 
     def faces_in_file(self, reader: MediaReader) -> Iterator[tuple[Frame, list[FaceCrop]]]:
         """Yield each sampled frame with its face crops (possibly none), in frame order."""
+        pad = self.config.image_pad if reader.info.media_type == "image" else 0.0
         batch: list[Frame] = []
         for frame in reader.frames(self.config.sampling):
             batch.append(frame)
             if len(batch) == self.config.batch_size:
-                yield from self._crop_batch(batch)
+                yield from self._crop_batch(batch, pad)
                 batch = []
         if batch:
-            yield from self._crop_batch(batch)
+            yield from self._crop_batch(batch, pad)
 
-    def detect(self, images_bgr: list[np.ndarray]) -> list[list[Detection]]:
-        """Detections in full-resolution coordinates for equal-size BGR frames, filtered and ordered."""
+    def detect(self, images_bgr: list[np.ndarray], pad: float = 0.0) -> list[list[Detection]]:
+        """Detections in full-resolution coordinates for equal-size BGR frames, filtered and ordered.
+
+        `pad` adds a black border of that fraction of the longer side before detection.
+        """
         height, width = images_bgr[0].shape[:2]
-        scale = min(1.0, self.config.detect_size / max(height, width))
-        found = self._detect_at(images_bgr, scale)
+        scale = min(1.0, self.config.detect_size / (max(height, width) * (1 + 2 * pad)))
+        found = self._detect_at(images_bgr, scale, pad)
         if scale < 1.0:
             retry = [i for i, dets in enumerate(found) if not dets]
             if retry:
-                larger = min(1.0, scale * 2.0)
-                again = self._detect_at([images_bgr[i] for i in retry], larger)
+                again = self._detect_at([images_bgr[i] for i in retry], min(1.0, scale * 2.0), pad)
                 for i, dets in zip(retry, again):
                     found[i] = dets
         return found
 
-    def _detect_at(self, images_bgr: list[np.ndarray], scale: float) -> list[list[Detection]]:
+    def _detect_at(self, images_bgr: list[np.ndarray], scale: float, pad: float) -> list[list[Detection]]:
         small = [_to_rgb(image, scale) for image in images_bgr]
+        border = int(round(pad * max(small[0].shape[:2])))
+        if border:
+            small = [cv2.copyMakeBorder(im, border, border, border, border, cv2.BORDER_CONSTANT, value=0) for im in small]
         raw = self.detector.detect(small)
-        return [self._select([d.scaled(1.0 / scale) for d in dets]) for dets in raw]
+        return [self._select([d.mapped(1.0 / scale, shift=border) for d in dets]) for dets in raw]
 
     def _select(self, detections: list[Detection]) -> list[Detection]:
         kept = [
@@ -113,8 +122,8 @@ class FaceExtractor:
         kept.sort(key=lambda d: (-(d.width * d.height), d.box[0]))  # largest face first
         return kept[:1] if self.config.largest_only else kept
 
-    def _crop_batch(self, frames: list[Frame]) -> Iterator[tuple[Frame, list[FaceCrop]]]:
-        for frame, detections in zip(frames, self.detect([f.image for f in frames])):
+    def _crop_batch(self, frames: list[Frame], pad: float) -> Iterator[tuple[Frame, list[FaceCrop]]]:
+        for frame, detections in zip(frames, self.detect([f.image for f in frames], pad)):
             crops = []
             for face_index, detection in enumerate(detections):
                 crop_box = square_crop_box(_rounded(detection.box), self.config.margin)
