@@ -148,6 +148,7 @@ class OpenCVDNNDetector:
     """OpenCV's res10 300x300 SSD face detector run through cv2.dnn (boxes only, no landmarks)."""
 
     default_score_threshold = 0.50
+    candidate_floor = 0.2  # raw SSD outputs below this are noise whatever threshold is chosen
     input_size = 300
     mean_bgr = (104.0, 177.0, 123.0)
 
@@ -169,7 +170,7 @@ class OpenCVDNNDetector:
         output = self._net.forward().reshape(-1, 7)
         results: list[list[Detection]] = [[] for _ in frames_rgb]
         for image_id, _, score, x1, y1, x2, y2 in output:
-            if score <= 0.05:
+            if score < self.candidate_floor:
                 continue
             height, width = frames_rgb[int(image_id)].shape[:2]
             box = (

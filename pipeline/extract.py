@@ -119,7 +119,7 @@ def make_jobs(found: list[tuple[Path, Path]], cache: FaceCache, labels: LabelRes
         seen_files.add(source)
         video_id = _preferred_id(root, file)
         owner = cache.owner_of(video_id)
-        if video_id in used_ids or (owner is not None and owner != source):
+        if video_id in used_ids or (owner is not None and owner != os.path.abspath(file)):
             video_id = f"{video_id}~{hashlib.sha1(source.encode()).hexdigest()[:8]}"
         used_ids.add(video_id)
         try:
@@ -211,11 +211,13 @@ def extract(paths: list[str | os.PathLike], config: ExtractConfig, progress: boo
     with FaceCache(config.out_dir, config.cache_fields()) as cache:
         summary = ExtractSummary(cache.dir, skipped=len(skipped), skipped_files=[str(p) for p in skipped])
         jobs = make_jobs(found, cache, labels)
-        todo = [job for job in jobs if not cache.is_done(job.video_id, job.size, job.mtime_ns)]
+        todo = []
         for job in jobs:
-            if job not in todo:
+            if cache.is_done(job.video_id, job.size, job.mtime_ns):
                 summary.cached += 1
                 _count(summary, cache.entries[job.video_id])
+            else:
+                todo.append(job)
         workers = resolve_workers(config.workers, len(todo))
         bar = tqdm(total=len(todo), desc="extract", unit="input", disable=not progress or not todo)
         try:
@@ -260,7 +262,7 @@ def _results(todo: list[InputJob], config: ExtractConfig, cache_dir: Path, worke
 def _input_record(job: InputJob, status: str = "error", message: str = "") -> dict:
     """The status record of one input, before (or instead of) processing it."""
     return {
-        "video_id": job.video_id, "source_path": str(job.path.resolve()), "source_size": job.size,
+        "video_id": job.video_id, "source_path": os.path.abspath(job.path), "source_size": job.size,
         "source_mtime_ns": job.mtime_ns, "media_type": "", "label": job.label.label, "group": job.label.group,
         "label_source": job.label.source, "status": status, "message": message, "n_frames": 0, "n_faces": 0,
         "frame_width": 0, "frame_height": 0, "fps": 0.0, "frame_count": 0, "seconds": 0.0,

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import cv2
-import numpy as np
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg quiet: failures are reported per file
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 
 from pipeline.errors import MediaError
 from pipeline.sampling import SamplingConfig, sample_indices

@@ -1,0 +1,179 @@
+"""Face crops from a manifest -> tensors: the shared preprocessing, the in-memory dataset, augmentation.
+
+`Preprocess` is the ONE preprocessing of face crops, used by training and by inference on in-memory
+BGR crops: keep the central `face_fraction` of the square crop (the face box plus 10% margin; the outer
+ring is often black padding and must not be learnt from), resize to the net's input size, BGR -> RGB,
+scale to [0, 1], normalise with the mean and std stored in the checkpoint.
+"""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+from tqdm import tqdm
+
+from pipeline.errors import DataError, UsageError
+
+log = logging.getLogger(__name__)
+
+CLASSES = ("REAL", "FAKE")  # class order: index 1 (and p_fake) is FAKE
+FACE_FRACTION = 1.1 / 1.3  # crops are cut with margin 0.3; keep the face box plus 10%
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Square BGR face crop -> normalised RGB tensor of the net's input size."""
+
+    input_size: int
+    face_fraction: float = FACE_FRACTION
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def crop_resize(self, crop_bgr: np.ndarray) -> torch.Tensor:
+        """uint8 RGB tensor (3, S, S): the central `face_fraction` of the crop, resized to S = input_size."""
+        height, width = crop_bgr.shape[:2]
+        side = max(1, int(round(min(height, width) * self.face_fraction)))
+        top, left = (height - side) // 2, (width - side) // 2
+        region = crop_bgr[top : top + side, left : left + side]
+        interpolation = cv2.INTER_AREA if side > self.input_size else cv2.INTER_LINEAR
+        resized = cv2.resize(region, (self.input_size, self.input_size), interpolation=interpolation)
+        rgb = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
+        return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Float tensor normalised with mean/std, from uint8 images or floats already in [0, 1]."""
+        images = images.float().div(255.0) if images.dtype == torch.uint8 else images.float()
+        mean = torch.tensor(self.mean, dtype=images.dtype).view(-1, 1, 1)
+        std = torch.tensor(self.std, dtype=images.dtype).view(-1, 1, 1)
+        return (images - mean) / std
+
+    def __call__(self, crops_bgr: list[np.ndarray]) -> torch.Tensor:
+        """A normalised batch (N, 3, S, S) from in-memory BGR crops (what inference calls)."""
+        return self.normalize(torch.stack([self.crop_resize(crop) for crop in crops_bgr]))
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, fields: dict) -> "Preprocess":
+        return cls(input_size=int(fields["input_size"]), face_fraction=float(fields["face_fraction"]),
+                   mean=tuple(float(v) for v in fields["mean"]), std=tuple(float(v) for v in fields["std"]))
+
+
+def read_crop(path: str | Path, preprocess: Preprocess) -> torch.Tensor:
+    """One crop file through `preprocess.crop_resize`; DataError naming the file when missing or corrupt."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: crop file is missing (the face cache is incomplete: run extract again)")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None or image.size == 0:
+        raise DataError(f"{path}: crop file is corrupt or not an image (run extract again)")
+    return preprocess.crop_resize(image)
+
+
+def load_crops(files: list[str], preprocess: Preprocess, threads: int = 2, progress: bool = False) -> torch.Tensor:
+    """Decode and preprocess every crop once: uint8 tensor (N, 3, S, S), in the order of `files`."""
+    size = preprocess.input_size
+    images = torch.empty((len(files), 3, size, size), dtype=torch.uint8)
+    with ThreadPoolExecutor(max(1, threads)) as pool:  # cv2 releases the GIL while decoding
+        results = pool.map(lambda f: read_crop(f, preprocess), files)
+        for index, image in enumerate(tqdm(results, total=len(files), desc="load crops", unit="crop",
+                                           disable=not progress, leave=False)):
+            images[index] = image
+    return images
+
+
+def labels_of(rows: pd.DataFrame) -> np.ndarray:
+    """1.0 for FAKE, 0.0 for REAL (rows must hold no other labels)."""
+    return (rows["label"].to_numpy() == CLASSES[1]).astype(np.float32)
+
+
+class FaceDataset(Dataset):
+    """Preprocessed uint8 crops held in memory; augmentation (uint8 in) and normalisation per sample."""
+
+    def __init__(self, images: torch.Tensor, labels: np.ndarray, preprocess: Preprocess, augment=None):
+        self.images = images
+        self.labels = torch.as_tensor(labels, dtype=torch.float32)
+        self.preprocess = preprocess
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = self.images[index]
+        if self.augment is not None:
+            image = self.augment(image)
+        return self.preprocess.normalize(image), self.labels[index]
+
+
+# -- augmentation ------------------------------------------------------------------------------
+class RandomDownscale(torch.nn.Module):
+    """With probability p, shrink by a random factor in [low, high] and enlarge back (lost detail)."""
+
+    def __init__(self, low: float = 0.4, high: float = 0.9, p: float = 0.2):
+        super().__init__()
+        self.low, self.high, self.p = low, high, p
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if torch.rand(()) >= self.p:
+            return image
+        size = image.shape[-2:]
+        factor = self.low + (self.high - self.low) * float(torch.rand(()))
+        small = [max(4, int(round(s * factor))) for s in size]
+        return v2.functional.resize(v2.functional.resize(image, small, antialias=True), list(size), antialias=True)
+
+
+# The seeds' set (geometry, grayscale, channel shuffle, noise) and the field's (colour, blur, JPEG, downscale).
+AUGMENTATIONS = {
+    "flip": lambda: v2.RandomHorizontalFlip(p=0.5),
+    "affine": lambda: v2.RandomApply([v2.RandomAffine(degrees=8, translate=(0.04, 0.04), scale=(0.93, 1.07),
+                                                      shear=4)], p=0.5),
+    "grayscale": lambda: v2.RandomGrayscale(p=0.05),
+    "channel-shuffle": lambda: v2.RandomApply([v2.RandomChannelPermutation()], p=0.05),
+    "color-jitter": lambda: v2.RandomApply([v2.ColorJitter(0.2, 0.2, 0.2, 0.03)], p=0.5),
+    "blur": lambda: v2.RandomApply([v2.GaussianBlur(5, sigma=(0.2, 1.5))], p=0.2),
+    "downscale": lambda: RandomDownscale(0.4, 0.9, p=0.2),
+    "jpeg": lambda: v2.RandomApply([v2.JPEG((40, 95))], p=0.3),
+    "noise": lambda: v2.RandomApply([v2.GaussianNoise(sigma=0.02)], p=0.2),  # on floats in [0, 1]
+}
+AUGMENT_PRESETS = {
+    "none": [],
+    "seeds": ["flip", "affine", "grayscale", "channel-shuffle", "noise"],
+    "field": ["color-jitter", "blur", "downscale", "jpeg"],
+}
+AUGMENT_PRESETS["all"] = AUGMENT_PRESETS["seeds"] + AUGMENT_PRESETS["field"]
+
+
+def parse_augment(spec: str) -> list[str]:
+    """Augmentation names from a preset (none, seeds, field, all) or a comma list of names and presets."""
+    names: list[str] = []
+    for word in (w.strip() for w in spec.split(",")):
+        if word in AUGMENT_PRESETS:
+            names += AUGMENT_PRESETS[word]
+        elif word in AUGMENTATIONS:
+            names.append(word)
+        else:
+            known = ", ".join(list(AUGMENT_PRESETS) + list(AUGMENTATIONS))
+            raise UsageError(f"unknown augmentation {word!r}; choose from: {known}")
+    return [name for name in AUGMENTATIONS if name in names]  # one fixed order, whatever the spelling
+
+
+def build_augment(names: list[str]) -> v2.Compose | None:
+    """uint8 (3, S, S) -> augmented image (uint8, or float in [0, 1] when noise is on); None for no augmentation."""
+    if not names:
+        return None
+    steps = [AUGMENTATIONS[name]() for name in names if name != "noise"]
+    if "noise" in names:
+        steps += [v2.ToDtype(torch.float32, scale=True), AUGMENTATIONS["noise"]()]
+    return v2.Compose(steps)

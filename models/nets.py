@@ -1,0 +1,137 @@
+"""LeNet, MiniVGG and ResNet: small face classifiers trained from scratch on a CPU.
+
+Every net has one interface: a float batch (N, 3, S, S) normalised as its checkpoint says, with
+S = `input_size` (a class default, overridable), gives logits of shape (N,); sigmoid(logit) is p_fake.
+`net_kwargs` holds the resolved constructor arguments, so a checkpoint can rebuild the same net.
+"""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from models.registry import register_model
+
+
+class FaceNet(nn.Module):
+    """Base class: records its constructor arguments and input size."""
+
+    name = "facenet"  # set by @register_model
+    default_input_size = 64
+
+    def __init__(self, input_size: int | None, **kwargs):
+        super().__init__()
+        self.input_size = int(input_size or self.default_input_size)
+        self.net_kwargs = {"input_size": self.input_size, **kwargs}
+
+
+@register_model("lenet")
+class LeNet(FaceNet):
+    """LeCun et al. (1998): two 5x5 convolutions with max pooling, three fully connected layers (ReLU, dropout)."""
+
+    default_input_size = 64
+
+    def __init__(self, input_size: int | None = None, channels: tuple[int, int] = (16, 32),
+                 hidden: tuple[int, int] = (120, 84), dropout: float = 0.3):
+        super().__init__(input_size, channels=list(channels), hidden=list(hidden), dropout=dropout)
+        c1, c2 = channels
+        side = ((self.input_size - 4) // 2 - 4) // 2
+        if side < 1:
+            raise ValueError(f"input_size {self.input_size} is too small for LeNet (at least 16)")
+        self.features = nn.Sequential(
+            nn.Conv2d(3, c1, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Dropout(dropout),
+            nn.Linear(c2 * side * side, hidden[0]), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(hidden[0], hidden[1]), nn.ReLU(inplace=True),
+            nn.Linear(hidden[1], 1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.features(x)).squeeze(1)
+
+
+@register_model("minivgg")
+class MiniVGG(FaceNet):
+    """VGG-style blocks (two 3x3 conv + batch norm + ReLU, then 2x2 max pool), a small dense head."""
+
+    default_input_size = 96
+
+    def __init__(self, input_size: int | None = None, widths: tuple[int, ...] = (16, 32, 64, 128),
+                 hidden: int = 128, dropout: float = 0.4):
+        super().__init__(input_size, widths=list(widths), hidden=hidden, dropout=dropout)
+        side = self.input_size // 2 ** len(widths)
+        if side < 1:
+            raise ValueError(f"input_size {self.input_size} is too small for {len(widths)} blocks")
+        layers: list[nn.Module] = []
+        in_channels = 3
+        for width in widths:
+            layers += [
+                nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+                nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
+            in_channels = width
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Dropout(dropout),
+            nn.Linear(in_channels * side * side, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(hidden, 1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.features(x)).squeeze(1)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with a shortcut (a 1x1 projection when the shape changes)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        nn.init.zeros_(self.bn2.weight)  # each block starts as the identity (Goyal et al. 2017)
+        self.shortcut = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                                          nn.BatchNorm2d(out_channels))
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + self.shortcut(x))
+
+
+@register_model("resnet")
+class ResNet(FaceNet):
+    """He et al. (2016) with basic blocks: a torchvision-style stem, one stage per width, global pooling."""
+
+    default_input_size = 112
+
+    def __init__(self, input_size: int | None = None, depths: tuple[int, ...] = (1, 1, 1, 1),
+                 widths: tuple[int, ...] = (32, 64, 128, 256), dropout: float = 0.2):
+        super().__init__(input_size, depths=list(depths), widths=list(widths), dropout=dropout)
+        if len(depths) != len(widths) or not depths or min(depths) < 1:
+            raise ValueError(f"depths {list(depths)} and widths {list(widths)} need the same length, each depth >= 1")
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, widths[0], 7, 2, padding=3, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, 2, padding=1),
+        )
+        blocks: list[nn.Module] = []
+        in_channels = widths[0]
+        for stage, (depth, width) in enumerate(zip(depths, widths)):
+            for index in range(depth):
+                stride = 2 if stage > 0 and index == 0 else 1
+                blocks.append(BasicBlock(in_channels, width, stride))
+                in_channels = width
+        self.stages = nn.Sequential(*blocks)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(in_channels, 1))
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.stages(self.stem(x))).squeeze(1)

@@ -1,0 +1,63 @@
+"""Shared fixtures: real faces, small real videos written to temp dirs, and the shared data when present."""
+from __future__ import annotations
+
+import struct
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.sample import astronaut_bgr, sample_frames, write_sample_clip  # noqa: E402
+
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def shared_data(*parts: str) -> Path:
+    """A path inside ../shared/data, or skip the test when that data is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared data not available: {path}")
+    return path
+
+
+def write_video(path: Path, frames, fps: int = 15) -> Path:
+    frames = list(frames)
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def set_mp4_rotation(path: Path, degrees: int = 90) -> None:
+    """Rewrite the track header's display matrix of an MP4 so that players rotate it by `degrees`."""
+    matrices = {90: (0, 65536, 0, -65536, 0, 0, 0, 0, 1 << 30), 270: (0, -65536, 0, 65536, 0, 0, 0, 0, 1 << 30)}
+    data = bytearray(path.read_bytes())
+    at = data.find(b"tkhd")
+    offset = at + 4 + (52 if data[at + 4] == 1 else 40)
+    data[offset : offset + 36] = struct.pack(">9i", *matrices[degrees])
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    return astronaut_bgr()
+
+
+@pytest.fixture(scope="session")
+def face_clip(tmp_path_factory) -> Path:
+    """A 2-second 640x360 clip of a real face (30 frames at 15 fps)."""
+    return write_sample_clip(tmp_path_factory.mktemp("clip") / "astronaut.mp4", seconds=2.0, fps=15)
+
+
+@pytest.fixture(scope="session")
+def faceless_clip(tmp_path_factory) -> Path:
+    rng = np.random.default_rng(0)
+    frames = [cv2.GaussianBlur(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8), (9, 9), 3) for _ in range(20)]
+    return write_video(tmp_path_factory.mktemp("noface") / "landscape.mp4", frames)

@@ -1,0 +1,96 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.cache import FaceCache, crop_relpath, find_cache_dir, load_manifest, write_jpeg_atomic
+from pipeline.errors import DataError, UsageError
+
+CONFIG = {"detector": "mtcnn", "margin": 0.3}
+
+
+def entry(video_id, n_faces, cache_dir, status="ok", size=10, mtime=1):
+    faces = []
+    for i in range(n_faces):
+        rel = crop_relpath(video_id, i * 10, 0)
+        write_jpeg_atomic(cache_dir / rel, np.zeros((8, 8, 3), np.uint8), 90)
+        faces.append({"video_id": video_id, "frame_index": i * 10, "face_index": 0, "crop_path": rel, "label": "REAL",
+                      "group": video_id})
+    record = {"video_id": video_id, "status": status, "source_path": f"/x/{video_id}.mp4", "source_size": size,
+              "source_mtime_ns": mtime, "n_frames": n_faces, "n_faces": n_faces}
+    return {"input": record, "faces": faces}
+
+
+def test_config_decides_the_directory(tmp_path):
+    a = FaceCache(tmp_path, CONFIG).dir
+    b = FaceCache(tmp_path, {**CONFIG, "margin": 0.5}).dir
+    assert a != b and a.parent == b.parent == tmp_path and a.name.startswith("mtcnn-")
+
+
+def test_record_snapshot_and_done_check(tmp_path):
+    with FaceCache(tmp_path, CONFIG) as cache:
+        cache.record(entry("v1", 2, cache.dir))
+        cache.record(entry("v2", 0, cache.dir, status="no_face"))
+        cache.record(entry("v3", 0, cache.dir, status="error"))
+        assert cache.is_done("v1", 10, 1) and cache.is_done("v2", 10, 1)
+        assert not cache.is_done("v1", 11, 1)  # the file changed size
+        assert not cache.is_done("v3", 10, 1)  # errors are retried
+    manifest, cache_dir = load_manifest(tmp_path)
+    assert cache_dir == cache.dir
+    assert manifest["video_id"].tolist() == ["v1", "v1"]
+    assert sorted(pd.read_csv(cache.dir / "inputs.csv")["status"]) == ["error", "no_face", "ok"]
+
+
+def test_torn_journal_line_is_dropped_and_later_lines_still_append(tmp_path):
+    with FaceCache(tmp_path, CONFIG) as cache:
+        cache.record(entry("v1", 1, cache.dir))
+    with open(cache.dir / "journal.jsonl", "a") as handle:
+        handle.write('{"input": {"video_id": "v2", "sta')  # killed mid-write
+    with FaceCache(tmp_path, CONFIG) as cache:
+        assert set(cache.entries) == {"v1"}
+        cache.record(entry("v3", 1, cache.dir))
+    with FaceCache(tmp_path, CONFIG) as cache:
+        assert set(cache.entries) == {"v1", "v3"}
+
+
+def test_entry_whose_crops_vanished_is_redone(tmp_path):
+    with FaceCache(tmp_path, CONFIG) as cache:
+        cache.record(entry("v1", 2, cache.dir))
+    (cache.dir / crop_relpath("v1", 10, 0)).unlink()
+    with FaceCache(tmp_path, CONFIG) as cache:
+        assert "v1" not in cache.entries
+    assert load_manifest(cache.dir)[0].empty
+
+
+def test_redone_input_deletes_crops_it_no_longer_has(tmp_path):
+    with FaceCache(tmp_path, CONFIG) as cache:
+        cache.record(entry("v1", 3, cache.dir))
+        cache.record(entry("v1", 1, cache.dir, mtime=2))
+        cache.snapshot()
+    assert sorted(p.name for p in (cache.dir / "v1").iterdir()) == ["f000000_00.jpg"]
+    assert len(load_manifest(cache.dir)[0]) == 1
+
+
+def test_second_writer_is_refused(tmp_path):
+    with FaceCache(tmp_path, CONFIG):
+        with pytest.raises(UsageError, match="another extract"):
+            FaceCache(tmp_path, CONFIG).open()
+
+
+def test_find_cache_dir_lists_choices_when_ambiguous(tmp_path):
+    for margin in (0.1, 0.2):
+        with FaceCache(tmp_path, {**CONFIG, "margin": margin}):
+            pass
+    with pytest.raises(DataError, match="several face caches"):
+        find_cache_dir(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="no manifest"):
+        find_cache_dir(empty)
+
+
+def test_config_is_recorded(tmp_path):
+    with FaceCache(tmp_path, CONFIG) as cache:
+        pass
+    assert json.loads((cache.dir / "config.json").read_text()) == CONFIG
