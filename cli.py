@@ -1,6 +1,7 @@
 """Command line of the deepfake detector. Click only: options -> config -> one library call."""
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -105,6 +106,181 @@ def make_sample(path, seconds):
     from pipeline.sample import write_sample_clip
 
     click.echo(f"wrote {write_sample_clip(path, seconds=seconds)}")
+
+
+def parse_fractions(ctx, param, value):
+    try:
+        return tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not three comma-separated fractions, e.g. 0.7,0.15,0.15") from None
+
+
+def parse_json_object(ctx, param, value):
+    if value is None:
+        return {}
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"not valid JSON ({exc})") from None
+    if not isinstance(parsed, dict):
+        raise click.BadParameter('expected a JSON object, e.g. \'{"depths": [2, 2, 2, 2]}\'')
+    return parsed
+
+
+@main.command()
+@click.option("--net", default=None, help="lenet, minivgg or resnet (required unless --resume).")
+@click.option("--faces", type=click.Path(path_type=Path), default=Path("data/faces"), show_default=True,
+              help="Face cache written by extract (or a directory holding exactly one).")
+@click.option("--out", "run_dir", type=click.Path(path_type=Path), default=None,
+              help="Run directory [default: runs/<net>-<time>]; never overwritten unless --resume.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Maximum epochs [default: 20].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
+              help="Peak AdamW learning rate (1 epoch warm-up, then cosine decay).")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.05, show_default=True)
+@click.option("--patience", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Stop after this many epochs without a better validation ROC-AUC.")
+@click.option("--augment", default="all", show_default=True,
+              help="none, seeds, field, all, or a comma list of: flip, affine, grayscale, channel-shuffle, "
+                   "color-jitter, blur, downscale, jpeg, noise.")
+@click.option("--balance", type=click.Choice(["loss", "sampler", "none"]), default="loss", show_default=True,
+              help="Class balance: weight FAKE in the loss, weighted sampling, or nothing.")
+@click.option("--split", "fractions", default="0.7,0.15,0.15", show_default=True, callback=parse_fractions,
+              help="Train,val,test fractions of the groups.")
+@click.option("--split-file", type=click.Path(path_type=Path), default=None,
+              help="Reuse a split (group,split CSV, e.g. another run's split.csv).")
+@click.option("--net-kwargs", default=None, callback=parse_json_object,
+              help='Net arguments as JSON, e.g. \'{"depths": [2, 2, 2, 2], "widths": [32, 64, 128, 256]}\'.')
+@click.option("--limit", type=click.IntRange(min=3), default=None, help="Use about N faces (whole groups), for trials.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch threads [default: all cores].")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="DataLoader processes.")
+@click.option("--device", default=None, help="cpu or cuda [default: cuda when available, with mixed precision].")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint, with its saved "
+                                             "settings (only --epochs, --threads, --workers, --device may change).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def train(quiet, **options):
+    """Train a net on the faces of a face cache; split by group, early stopping on validation ROC-AUC.
+
+    Writes RUN_DIR/checkpoint_best.pt (best validation epoch), checkpoint_last.pt (for --resume),
+    metrics.json (per epoch, and the test split at the end), split.csv, config.json, curves.png, roc_test.png.
+    """
+    from models.train import TrainConfig, fit
+
+    result = fit(TrainConfig(**options), progress=not quiet, report=click.echo)
+    for line in result.lines():
+        click.echo(line)
+
+
+@main.command()
+@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="A checkpoint written by train.")
+@click.option("--faces", type=click.Path(path_type=Path), default=Path("data/faces"), show_default=True,
+              help="Face cache to score (any labelled manifest, e.g. another dataset).")
+@click.option("--split", type=click.Choice(["all", "train", "val", "test"]), default="all", show_default=True,
+              help="Score all faces, or only those of one split of the checkpoint's run.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch threads [default: all cores].")
+@click.option("--device", default=None, help="cpu or cuda [default: cuda when available].")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def evaluate(as_json, quiet, **options):
+    """Score the labelled faces of a face cache with a checkpoint: frame- and video-level metrics."""
+    from models.evaluation import EvaluateConfig, evaluate_checkpoint
+
+    result = evaluate_checkpoint(EvaluateConfig(**options), progress=not quiet)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        for line in result.lines():
+            click.echo(line)
+
+
+
+def classify_options(command):
+    """Options shared by classify-video and classify-image."""
+    options = [
+        click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path)),
+        click.option("--ensemble", "ensemble_file", type=click.Path(path_type=Path), default=None,
+                     help="Ensemble file (JSON next to its checkpoints) [default: the shipped models]."),
+        click.option("--json", "as_json", is_flag=True, help="One JSON object per file and line."),
+        click.option("--report", "report_dir", type=click.Path(path_type=Path), default=None,
+                     help="Write a PNG per file: p_fake timeline per face track and face thumbnails."),
+        click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+                     help="Override the ensemble's decision threshold (chosen on validation data)."),
+        click.option("--every", type=click.IntRange(min=1), default=None, help="Keep every Nth frame."),
+        click.option("--frames", type=click.IntRange(min=1), default=None, help="Keep K evenly spaced frames."),
+        click.option("--device", default=None, help="torch device [default: cuda when available]."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def run_classification(paths, ensemble_file, as_json, report_dir, threshold, every, frames, device, images_only):
+    """Load the ensemble, classify every path, print one line (or JSON object) each; exit 1 if any failed."""
+    from ensembles.classify import classify_paths
+    from ensembles.ensemble import Ensemble
+
+    if every is not None and frames is not None:
+        raise UsageError("--every and --frames cannot be used together")
+    ensemble = Ensemble.load(ensemble_file, device=device)
+    if threshold is not None:
+        ensemble = ensemble.with_threshold(threshold)
+    sampling = f"every{every}" if every else (f"frames{frames}" if frames else None)
+    failed = 0
+    for verdict in classify_paths(list(paths), ensemble, report_dir=report_dir, images_only=images_only,
+                                  sampling=sampling):
+        failed += verdict.verdict == "ERROR"
+        click.echo(verdict.to_json() if as_json else verdict.summary_line())
+    if report_dir is not None and not as_json:
+        click.echo(f"reports: {report_dir}")
+    sys.exit(1 if failed else 0)
+
+
+@main.command("classify-video")
+@classify_options
+def classify_video(**options):
+    """Say whether each video (or image) in PATHS is REAL or FAKE, with p_fake.
+
+    PATHS are files or directories. Faces are found and cropped exactly as for training, scored by each
+    net of the ensemble, combined, aggregated per face track, and the most suspicious track decides.
+    A file with no face is NO_FACE. Exit status: 0 all classified, 1 any file failed, 2 usage error.
+    """
+    run_classification(images_only=False, **options)
+
+
+@main.command("classify-image")
+@classify_options
+def classify_image(**options):
+    """Say whether each still image in PATHS is REAL or FAKE (every face scored; the most suspicious decides)."""
+    run_classification(images_only=True, **options)
+
+
+@main.command("build-ensemble")
+@click.option("--member", "members", multiple=True, required=True, type=click.Path(path_type=Path),
+              help="A member checkpoint (repeat the option). All members must share one split.")
+@click.option("--faces", type=click.Path(path_type=Path), required=True,
+              help="The face cache the members were trained on (its validation split picks the threshold).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("models/weights/ensemble.json"),
+              show_default=True)
+@click.option("--combiner", type=click.Choice(["auto", "mean", "weighted", "logit_mean", "stacked"]),
+              default="auto", show_default=True, help="auto: the best validation AUC of mean, logit_mean, stacked.")
+@click.option("--aggregator", type=click.Choice(["mean", "median", "confident", "confidence_weighted"]),
+              default="confident", show_default=True)
+@click.option("--target-fpr", type=click.FloatRange(0, 1), default=None,
+              help="Threshold at this validation false-positive rate [default: at the equal error rate].")
+def build_ensemble(members, faces, out, combiner, aggregator, target_fpr):
+    """Combine trained checkpoints into an ensemble file, choosing combiner and threshold on validation data."""
+    from ensembles.build import BuildConfig, build_ensemble as run_build
+
+    ensemble = run_build(BuildConfig(members=tuple(members), faces=faces, out=out, combiner=combiner,
+                                     aggregator=aggregator, target_fpr=target_fpr))
+    test = ensemble.metrics.get("test", {})
+    click.echo(f"wrote {out}: combiner {ensemble.combiner.kind}, threshold {ensemble.threshold:.4f} "
+               f"({ensemble.threshold_rule})")
+    for level in ("frame", "video"):
+        if level in test:
+            click.echo(f"test {level} AUC {test[level]['roc_auc']:.4f} (n={test[level]['n']})")
 
 
 if __name__ == "__main__":

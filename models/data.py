@@ -99,12 +99,11 @@ def labels_of(rows: pd.DataFrame) -> np.ndarray:
 
 
 class FaceDataset(Dataset):
-    """Preprocessed uint8 crops held in memory; augmentation (uint8 in) and normalisation per sample."""
+    """Preprocessed uint8 crops held in memory, augmented per sample; `Preprocess.normalize` runs per batch."""
 
-    def __init__(self, images: torch.Tensor, labels: np.ndarray, preprocess: Preprocess, augment=None):
+    def __init__(self, images: torch.Tensor, labels: np.ndarray, augment=None):
         self.images = images
         self.labels = torch.as_tensor(labels, dtype=torch.float32)
-        self.preprocess = preprocess
         self.augment = augment
 
     def __len__(self) -> int:
@@ -114,7 +113,7 @@ class FaceDataset(Dataset):
         image = self.images[index]
         if self.augment is not None:
             image = self.augment(image)
-        return self.preprocess.normalize(image), self.labels[index]
+        return image, self.labels[index]
 
 
 # -- augmentation ------------------------------------------------------------------------------
@@ -177,3 +176,21 @@ def build_augment(names: list[str]) -> v2.Compose | None:
     if "noise" in names:
         steps += [v2.ToDtype(torch.float32, scale=True), AUGMENTATIONS["noise"]()]
     return v2.Compose(steps)
+
+
+def labelled_faces(manifest: pd.DataFrame, where: str) -> tuple[pd.DataFrame, int]:
+    """The REAL and FAKE rows of a manifest, and how many rows with an unknown label were left out."""
+    if manifest.empty:
+        raise DataError(f"{where}: the manifest lists no faces (did extract find any?)")
+    labels = manifest["label"].fillna("unknown")
+    odd = sorted(set(labels) - set(CLASSES) - {"unknown"})
+    if odd:
+        raise DataError(f"{where}: unexpected label(s) {', '.join(map(repr, odd))}; expected REAL, FAKE or unknown")
+    known = manifest[labels.isin(CLASSES)]
+    n_unknown = len(manifest) - len(known)
+    if known.empty:
+        raise DataError(f"{where}: none of its {len(manifest)} faces has a REAL/FAKE label "
+                        "(give extract a --labels CSV or a metadata.json)")
+    if n_unknown:
+        log.warning("%s: %d face(s) with an unknown label left out", where, n_unknown)
+    return known.reset_index(drop=True), n_unknown

@@ -49,8 +49,8 @@ def split_groups(manifest: pd.DataFrame, fractions=(0.7, 0.15, 0.15), seed: int 
     n_train = min(n_train, n - n_val - 1)  # keep at least one group for test
     names = ["train"] * n_train + ["val"] * n_val + ["test"] * (n - n_train - n_val)
     table = pd.DataFrame({"group": [g for g, _ in positions], "split": names})
-    return table.sort_values(["split", "group"], key=lambda c: c.map(SPLITS.index) if c.name == "split" else c,
-                             kind="stable").reset_index(drop=True)
+    table["rank"] = table["split"].map(SPLITS.index)
+    return table.sort_values(["rank", "group"]).drop(columns="rank").reset_index(drop=True)
 
 
 def write_split(table: pd.DataFrame, path: Path) -> None:
@@ -87,3 +87,17 @@ def assign_splits(manifest: pd.DataFrame, table: pd.DataFrame, where: str = "spl
         raise DataError(f"{where}: {len(missing)} group(s) of the manifest have no split, e.g. {missing[0]!r} "
                         "(a split file made for another manifest?)")
     return splits
+
+
+def subsample_groups(manifest: pd.DataFrame, limit: int, seed: int = 0) -> pd.DataFrame:
+    """Rows of whole groups, drawn in a seeded order until about `limit` faces (for quick trials)."""
+    groups = sorted(manifest["group"].unique())
+    order = np.random.default_rng(seed).permutation(len(groups))
+    sizes = manifest["group"].value_counts()
+    kept, total = set(), 0
+    for index in order:
+        if total >= limit:
+            break
+        kept.add(groups[index])
+        total += int(sizes[groups[index]])
+    return manifest[manifest["group"].isin(kept)]

@@ -207,6 +207,8 @@ def extract(paths: list[str | os.PathLike], config: ExtractConfig, progress: boo
     """Extract the faces of every input into the cache for `config`; resumable and safe to interrupt."""
     started = time.perf_counter()
     found, skipped = collect_inputs(paths)
+    if config.labels_csv is not None:  # the labels file is an input of its own, not a skipped one
+        skipped = [p for p in skipped if p.resolve() != Path(config.labels_csv).resolve()]
     labels = LabelResolver(config.labels_csv)
     with FaceCache(config.out_dir, config.cache_fields()) as cache:
         summary = ExtractSummary(cache.dir, skipped=len(skipped), skipped_files=[str(p) for p in skipped])

@@ -1,0 +1,1 @@
+"""Combining the nets' per-face scores and aggregating frames and face tracks into a video verdict."""

@@ -1,0 +1,274 @@
+"""An ensemble of trained nets that turns a video or image into a `VideoVerdict`.
+
+The ensemble's configuration lives in a small JSON file next to the member checkpoints: members,
+combiner, frame aggregator, track policy, decision threshold (chosen on validation data) and the face
+configuration (detector, sampling, crop geometry) of the cache the members were trained on, so that
+inference crops are made exactly like training crops.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ensembles.aggregate import Aggregator
+from ensembles.combine import Combiner
+from ensembles.tracks import TrackConfig, link_tracks
+from ensembles.verdict import ERROR, FAKE, NO_FACE, REAL, FaceScore, TrackScore, VideoVerdict
+from pipeline.cache import write_atomic
+from pipeline.errors import DataError, MediaError, UsageError
+from pipeline.faces import FaceConfig, FaceExtractor
+from pipeline.media import MediaReader
+from pipeline.sampling import SamplingConfig
+
+log = logging.getLogger(__name__)
+
+FORMAT = "deepfake-detector-ensemble"
+DEFAULT_ENSEMBLE = Path(__file__).resolve().parents[1] / "models" / "weights" / "ensemble.json"
+TRACK_POLICIES = ("max", "mean")
+
+
+def face_config_from_dict(fields: dict) -> FaceConfig:
+    """A FaceConfig from the dict stored in a cache's config.json or an ensemble file."""
+    known = {k: v for k, v in fields.items() if k in FaceConfig.__dataclass_fields__ and k != "sampling"}
+    sampling = str(fields.get("sampling", "every10"))
+    if sampling.startswith("every"):
+        known["sampling"] = SamplingConfig(every=int(sampling[5:]))
+    elif sampling.startswith("frames"):
+        known["sampling"] = SamplingConfig(every=None, frames=int(sampling[6:]))
+    return FaceConfig(**known)
+
+
+def face_config_to_dict(config: FaceConfig) -> dict:
+    return config.cache_key_fields()
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """What an ensemble file holds. Member paths are relative to the file's directory."""
+
+    members: tuple[str, ...]
+    combiner: Combiner = Combiner("mean")
+    aggregator: Aggregator = Aggregator("confident")
+    threshold: float = 0.5
+    threshold_rule: str = "fixed 0.5"
+    track_policy: str = "max"
+    min_track_fraction: float = 0.2  # tracks shorter than this fraction of the longest one do not vote
+    tracks: TrackConfig = TrackConfig()
+    faces: dict = field(default_factory=lambda: face_config_to_dict(FaceConfig()))
+    jpeg_quality: int = 95  # crops are JPEG round-tripped like the cached training crops
+    metrics: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.members:
+            raise UsageError("an ensemble needs at least one member checkpoint")
+        if self.track_policy not in TRACK_POLICIES:
+            raise UsageError(f"unknown track policy {self.track_policy!r}; choose one of: {', '.join(TRACK_POLICIES)}")
+        if not 0.0 < self.threshold < 1.0:
+            raise UsageError(f"the decision threshold must lie in (0, 1), got {self.threshold}")
+
+    def to_dict(self) -> dict:
+        return {
+            "format": FORMAT, "members": list(self.members), "combiner": self.combiner.to_dict(),
+            "aggregator": self.aggregator.to_dict(), "threshold": self.threshold,
+            "threshold_rule": self.threshold_rule, "track_policy": self.track_policy,
+            "min_track_fraction": self.min_track_fraction, "tracks": vars(self.tracks).copy(),
+            "faces": self.faces, "jpeg_quality": self.jpeg_quality, "metrics": self.metrics,
+        }
+
+    def save(self, path: Path) -> None:
+        write_atomic(Path(path), json.dumps(self.to_dict(), indent=2).encode("utf-8"))
+
+    @classmethod
+    def load(cls, path: Path) -> "EnsembleConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise UsageError(f"ensemble file {path} not found")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, OSError) as exc:
+            raise DataError(f"{path}: unreadable ensemble file ({exc})") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise DataError(f"{path}: not an ensemble file of this project (no '{FORMAT}' format tag)")
+        try:
+            return cls(
+                members=tuple(data["members"]), combiner=Combiner.from_dict(data.get("combiner", {})),
+                aggregator=Aggregator.from_dict(data.get("aggregator", {})), threshold=float(data["threshold"]),
+                threshold_rule=data.get("threshold_rule", ""), track_policy=data.get("track_policy", "max"),
+                min_track_fraction=float(data.get("min_track_fraction", 0.2)),
+                tracks=TrackConfig(**data.get("tracks", {})), faces=data.get("faces", {}),
+                jpeg_quality=int(data.get("jpeg_quality", 95)), metrics=data.get("metrics", {}),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"{path}: malformed ensemble file ({type(exc).__name__}: {exc})") from None
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    model: torch.nn.Module
+    preprocess: object
+
+
+class Ensemble:
+    """Loaded member nets plus the rules that turn their scores into a verdict."""
+
+    def __init__(self, config: EnsembleConfig, members: list[Member], device: torch.device, source: Path | None = None):
+        self.config = config
+        self.members = members
+        self.device = device
+        self.source = source
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, device: str | None = None) -> "Ensemble":
+        """Load an ensemble file (default: the shipped one) and its member checkpoints, offline."""
+        from models.checkpoint import load_checkpoint
+
+        path = Path(path) if path else DEFAULT_ENSEMBLE
+        config = EnsembleConfig.load(path)
+        torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        members, names = [], set()
+        for relative in config.members:
+            checkpoint = load_checkpoint(path.parent / relative)
+            name = checkpoint.net if checkpoint.net not in names else Path(relative).stem
+            names.add(name)
+            members.append(Member(name, checkpoint.build_model().to(torch_device), checkpoint.preprocess))
+        return cls(config, members, torch_device, path)
+
+    @property
+    def member_names(self) -> list[str]:
+        return [m.name for m in self.members]
+
+    def face_config(self, **overrides) -> FaceConfig:
+        """The face configuration the members were trained with, optionally with sampling etc. overridden."""
+        fields = {**self.config.faces, **{k: v for k, v in overrides.items() if v is not None}}
+        return face_config_from_dict(fields)
+
+    def describe(self) -> dict:
+        return {"source": str(self.source) if self.source else None, "members": self.member_names,
+                **{k: v for k, v in self.config.to_dict().items() if k not in ("format", "members")}}
+
+    # -- scoring -----------------------------------------------------------------------------
+    def score_crops(self, crops_bgr: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
+        """P(FAKE) of each member for each crop: array (n_crops, n_members)."""
+        if not crops_bgr:
+            return np.zeros((0, len(self.members)))
+        crops = [self._as_cached(crop) for crop in crops_bgr]
+        columns = []
+        with torch.inference_mode():
+            for member in self.members:
+                scores = []
+                for start in range(0, len(crops), batch_size):
+                    batch = member.preprocess(crops[start : start + batch_size]).to(self.device)
+                    scores.append(torch.sigmoid(member.model(batch).float()).cpu().numpy())
+                columns.append(np.concatenate(scores))
+        return np.column_stack(columns)
+
+    def _as_cached(self, crop: np.ndarray) -> np.ndarray:
+        """The crop as the training cache stored it (JPEG at the cache's quality)."""
+        ok, encoded = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, self.config.jpeg_quality])
+        return cv2.imdecode(encoded, cv2.IMREAD_COLOR) if ok else crop
+
+    # -- judging -----------------------------------------------------------------------------
+    def video_score(self, positions: list[int], boxes: list, probs: np.ndarray) -> tuple[float, list[TrackScore], list[int]]:
+        """Video p_fake from per-face probabilities, judged per face track; also the tracks and track ids."""
+        track_ids = link_tracks(positions, boxes, self.config.tracks)
+        return self._judge_tracks(track_ids, positions, probs) + (track_ids,)
+
+    def _judge_tracks(self, track_ids, positions, probs) -> tuple[float, list[TrackScore]]:
+        ids = np.asarray(track_ids)
+        longest = max(np.bincount(ids))
+        tracks = []
+        for track in sorted(set(track_ids)):
+            mask = ids == track
+            tracks.append(TrackScore(
+                track=int(track), p_fake=self.config.aggregator(probs[mask]), n_faces=int(mask.sum()),
+                first_frame=int(min(np.asarray(positions)[mask])), last_frame=int(max(np.asarray(positions)[mask])),
+                counted=bool(mask.sum() >= self.config.min_track_fraction * longest),
+            ))
+        voting = [t for t in tracks if t.counted]
+        if self.config.track_policy == "max":
+            score = max(t.p_fake for t in voting)
+        else:
+            score = float(np.average([t.p_fake for t in voting], weights=[t.n_faces for t in voting]))
+        return score, tracks
+
+    def with_threshold(self, threshold: float) -> "Ensemble":
+        """The same ensemble deciding at another threshold."""
+        config = replace(self.config, threshold=threshold, threshold_rule=f"set by the user to {threshold}")
+        return Ensemble(config, self.members, self.device, self.source)
+
+    def classify(self, path: str | Path, extractor: FaceExtractor | None = None, keep_thumbnails: bool = False,
+                 expected_type: str | None = None):
+        """Classify one video or image. Returns (VideoVerdict, thumbnails); never raises on a bad file.
+
+        `expected_type` given ("image" or "video"): a file of the other kind is an ERROR verdict.
+        """
+        path = Path(path)
+        started = time.perf_counter()
+        extractor = extractor or FaceExtractor(self.face_config(), device=str(self.device))
+        frames, faces_meta, crops, thumbnails = 0, [], [], []
+        probs_parts = []
+        media_type = ""
+        try:
+            with MediaReader(path) as reader:
+                if expected_type is not None and reader.info.media_type != expected_type:
+                    raise MediaError(f"{path}: is a {reader.info.media_type}, not an {expected_type}"
+                                     f" (use classify-{reader.info.media_type})")
+                media_type = reader.info.media_type
+                for position, (frame, frame_crops) in enumerate(extractor.faces_in_file(reader)):
+                    frames += 1
+                    for crop in frame_crops:
+                        faces_meta.append((position, frame.index, frame.timestamp, crop.detection))
+                        crops.append(crop.crop)
+                        if keep_thumbnails:
+                            thumbnails.append(cv2.resize(crop.crop, (96, 96), interpolation=cv2.INTER_AREA))
+                    if len(crops) >= 64:  # score as we go: memory stays flat on long videos
+                        probs_parts.append(self.score_crops(crops))
+                        crops = []
+            probs_parts.append(self.score_crops(crops))
+        except MediaError as exc:
+            return self._error(path, str(exc), started), []
+        except Exception as exc:  # a decoder failure on one file must not stop a batch
+            log.debug("unexpected failure on %s", path, exc_info=True)
+            return self._error(path, f"{path}: {type(exc).__name__}: {exc}", started), []
+        per_model_probs = np.concatenate(probs_parts) if probs_parts else np.zeros((0, len(self.members)))
+        timings = {"total": round(time.perf_counter() - started, 3)}
+        return self._verdict(path, media_type, frames, faces_meta, per_model_probs, timings), thumbnails
+
+    def _verdict(self, path, media_type, n_frames, faces_meta, member_probs, timings) -> VideoVerdict:
+        common = dict(path=str(path), video_id=path.stem, threshold=self.config.threshold, n_frames=n_frames,
+                      n_faces=len(faces_meta), media_type=media_type, aggregator=self.config.aggregator.kind,
+                      combiner=self.config.combiner.kind, timings=timings)
+        if not faces_meta:
+            return VideoVerdict(verdict=NO_FACE, p_fake=None, per_model={m: None for m in self.member_names},
+                                tracks=[], message="no face found in any sampled frame", **common)
+        positions = [meta[0] for meta in faces_meta]
+        boxes = [tuple(round(v, 1) for v in meta[3].box) for meta in faces_meta]
+        probs = self.config.combiner(member_probs)
+        p_fake, tracks, track_ids = self.video_score(positions, boxes, probs)
+        per_model = {
+            name: round(self._judge_tracks(track_ids, positions, member_probs[:, i])[0], 4)
+            for i, name in enumerate(self.member_names)
+        }
+        faces = [
+            FaceScore(frame_index=meta[1], timestamp=meta[2], track=int(track), box=box, p_fake=round(float(p), 4),
+                      per_model={n: round(float(member_probs[k, i]), 4) for i, n in enumerate(self.member_names)})
+            for k, (meta, track, box, p) in enumerate(zip(faces_meta, track_ids, boxes, probs))
+        ]
+        verdict = FAKE if p_fake >= self.config.threshold else REAL
+        return VideoVerdict(verdict=verdict, p_fake=round(p_fake, 4), per_model=per_model, tracks=tracks,
+                            faces=faces, **common)
+
+    def _error(self, path: Path, message: str, started: float) -> VideoVerdict:
+        return VideoVerdict(path=str(path), video_id=path.stem, verdict=ERROR, p_fake=None,
+                            threshold=self.config.threshold, per_model={m: None for m in self.member_names},
+                            tracks=[], n_frames=0, n_faces=0, media_type="", aggregator=self.config.aggregator.kind,
+                            combiner=self.config.combiner.kind,
+                            timings={"total": round(time.perf_counter() - started, 3)}, message=message)

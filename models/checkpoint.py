@@ -1,0 +1,92 @@
+"""Self-describing checkpoints: a plain dict that `torch.load(..., weights_only=True)` reads.
+
+Keys: format, version, net, net_kwargs, input_size, preprocess (face_fraction, mean, std), classes,
+train_config, split ({"train": [groups], "val": [...], "test": [...]}), epoch, val_metrics, model
+(state dict); the resume checkpoint (`checkpoint_last.pt`) adds optimizer, lr_scheduler, scaler and
+the training history. The shipped `best` checkpoints carry no optimizer state.
+"""
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from models.data import CLASSES, Preprocess
+from models.registry import create_model
+from pipeline.cache import write_atomic
+from pipeline.errors import DataError, UsageError
+
+log = logging.getLogger(__name__)
+
+FORMAT = "deepfake-detector-checkpoint"
+VERSION = 1
+
+
+def make_checkpoint(model: nn.Module, preprocess: Preprocess, *, train_config: dict, split: dict[str, list[str]],
+                    epoch: int, val_metrics: dict, **extra) -> dict:
+    """The checkpoint dict of `model` (a registered net); `extra` adds e.g. optimizer state for resuming."""
+    return {
+        "format": FORMAT, "version": VERSION,
+        "net": model.name, "net_kwargs": dict(model.net_kwargs), "input_size": model.input_size,
+        "preprocess": preprocess.to_dict(), "classes": list(CLASSES),
+        "train_config": train_config, "split": split, "epoch": epoch, "val_metrics": val_metrics,
+        "model": {key: value.detach().cpu().clone() for key, value in model.state_dict().items()},
+        **extra,
+    }
+
+
+def save_checkpoint(checkpoint: dict, path: Path) -> None:
+    """Write atomically: a crash leaves the previous checkpoint, never a torn one."""
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    write_atomic(Path(path), buffer.getvalue())
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded checkpoint: what the net is and how to feed it; `state` is the whole dict."""
+
+    path: Path
+    net: str
+    net_kwargs: dict
+    preprocess: Preprocess
+    classes: tuple[str, ...]
+    epoch: int
+    state: dict
+
+    def build_model(self) -> nn.Module:
+        """The net with the checkpoint's weights, in eval mode."""
+        model = create_model(self.net, **self.net_kwargs)
+        try:
+            model.load_state_dict(self.state["model"])
+        except (RuntimeError, KeyError) as exc:
+            raise DataError(f"{self.path}: its weights do not fit a {self.net} net with {self.net_kwargs} ({exc})") \
+                from None
+        return model.eval()
+
+
+def load_checkpoint(path: str | Path, net: str | None = None) -> Checkpoint:
+    """Read and check a checkpoint (weights only, nothing executed); `net` given: refuse another net's."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"checkpoint {path} not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load raises many types (zip, pickle, EOF, runtime) on a corrupt file
+        log.debug("cannot load %s", path, exc_info=True)
+        raise DataError(f"{path}: corrupt or not a PyTorch checkpoint ({type(exc).__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise DataError(f"{path}: not a checkpoint of this project (no '{FORMAT}' format tag)")
+    if state.get("version") != VERSION:
+        raise DataError(f"{path}: checkpoint version {state.get('version')!r}, this code reads version {VERSION}")
+    if net is not None and state["net"] != net:
+        raise UsageError(f"{path} holds a {state['net']} net, not {net}")
+    if tuple(state["classes"]) != CLASSES:
+        raise DataError(f"{path}: class order {state['classes']}, expected {list(CLASSES)}")
+    return Checkpoint(path=path, net=state["net"], net_kwargs=dict(state["net_kwargs"]),
+                      preprocess=Preprocess.from_dict(state["preprocess"]), classes=tuple(state["classes"]),
+                      epoch=int(state["epoch"]), state=state)

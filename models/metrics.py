@@ -1,0 +1,91 @@
+"""Binary detection metrics at frame and video level, from scikit-learn where it has them.
+
+Labels are 1 for FAKE and 0 for REAL; scores are p_fake. Video level = the mean of a video's frame
+probabilities. Metrics that need both classes (ROC-AUC, EER, average precision) are None when a set
+holds one class only; a warning says so.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+import pandas as pd
+from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.metrics import (average_precision_score, confusion_matrix, log_loss, precision_recall_fscore_support,
+                             roc_auc_score, roc_curve)
+
+log = logging.getLogger(__name__)
+
+THRESHOLD = 0.5
+
+
+def equal_error_rate(y_true: np.ndarray, p_fake: np.ndarray) -> tuple[float, float]:
+    """(EER, threshold): where the false positive rate meets the false negative rate on the ROC curve."""
+    fpr, tpr, thresholds = roc_curve(y_true, p_fake)
+    fnr = 1.0 - tpr
+    index = int(np.nanargmin(np.abs(fnr - fpr)))
+    return float((fpr[index] + fnr[index]) / 2.0), float(min(thresholds[index], 1.0))
+
+
+def binary_metrics(y_true, p_fake, threshold: float = THRESHOLD, name: str = "") -> dict:
+    """Accuracy, precision, recall, F1, specificity (at `threshold`), ROC-AUC, EER, AP, log loss, confusion matrix."""
+    y_true = np.asarray(y_true, dtype=int)
+    p_fake = np.asarray(p_fake, dtype=float)
+    if len(y_true) == 0:
+        raise ValueError("no samples to score")
+    y_pred = (p_fake >= threshold).astype(int)
+    tn, fp, fn, tp = confusion_matrix(y_true, y_pred, labels=[0, 1]).ravel().tolist()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)  # precision with no positive prediction: 0
+        precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, average="binary", zero_division=0)
+    both_classes = 0 < y_true.sum() < len(y_true)
+    if both_classes:
+        auc = float(roc_auc_score(y_true, p_fake))
+        eer, eer_threshold = equal_error_rate(y_true, p_fake)
+        average_precision = float(average_precision_score(y_true, p_fake))
+    else:
+        log.warning("%s: only one class (%s) among %d samples: ROC-AUC, EER and average precision are undefined",
+                    name or "metrics", "FAKE" if y_true[0] else "REAL", len(y_true))
+        auc = eer = eer_threshold = average_precision = None
+    return {
+        "n": len(y_true), "n_real": int((y_true == 0).sum()), "n_fake": int((y_true == 1).sum()),
+        "accuracy": float((tp + tn) / len(y_true)),
+        "precision": float(precision), "recall": float(recall), "f1": float(f1),
+        "specificity": float(tn / (tn + fp)) if tn + fp else None,
+        "roc_auc": auc, "eer": eer, "eer_threshold": eer_threshold, "average_precision": average_precision,
+        "log_loss": float(log_loss(y_true, np.clip(p_fake, 1e-7, 1 - 1e-7), labels=[0, 1])),
+        "threshold": threshold,
+        "confusion_matrix": [[tn, fp], [fn, tp]],  # rows: true REAL, FAKE; columns: predicted REAL, FAKE
+    }
+
+
+def video_scores(video_ids, y_true, p_fake) -> pd.DataFrame:
+    """One row per video: `video_id`, `label` (1 FAKE), `p_fake` = mean of its frame probabilities, `n_frames`."""
+    frames = pd.DataFrame({"video_id": np.asarray(video_ids), "label": np.asarray(y_true, dtype=int),
+                           "p_fake": np.asarray(p_fake, dtype=float)})
+    videos = frames.groupby("video_id", sort=True).agg(label=("label", "max"), label_min=("label", "min"),
+                                                        p_fake=("p_fake", "mean"), n_frames=("p_fake", "size"))
+    if (videos["label"] != videos["label_min"]).any():
+        raise ValueError("a video holds frames of both labels")
+    return videos.drop(columns="label_min").reset_index()
+
+
+def frame_and_video_metrics(video_ids, y_true, p_fake, name: str = "") -> dict:
+    """{"frame": metrics over faces, "video": metrics over videos (mean p_fake per video)}."""
+    videos = video_scores(video_ids, y_true, p_fake)
+    return {
+        "frame": binary_metrics(y_true, p_fake, name=f"{name} frames".strip()),
+        "video": binary_metrics(videos["label"], videos["p_fake"], name=f"{name} videos".strip()),
+    }
+
+
+def describe(metrics: dict) -> str:
+    """One line: AUC, accuracy, F1, EER, log loss and counts of a `binary_metrics` dict."""
+
+    def value(key):
+        return "n/a" if metrics[key] is None else f"{metrics[key]:.3f}"
+
+    return (f"AUC {value('roc_auc')}  acc {value('accuracy')}  F1 {value('f1')}  EER {value('eer')}  "
+            f"AP {value('average_precision')}  log loss {value('log_loss')}  "
+            f"(n={metrics['n']}: {metrics['n_real']} REAL, {metrics['n_fake']} FAKE)")

@@ -1,0 +1,384 @@
+"""The train stage: a flat loop in the style of torchvision's reference train.py.
+
+fit(): manifest -> split by group -> crops decoded once into memory -> AdamW with a warm-up + cosine
+schedule -> per epoch `train_one_epoch` and `evaluate` on validation -> best (by validation frame
+ROC-AUC) and last checkpoints, metrics.json, curves.png -> early stopping -> the best checkpoint
+scored once on the test split (metrics.json "test", roc_test.png).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, WeightedRandomSampler
+from tqdm import tqdm
+
+from models.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from models.data import (FaceDataset, Preprocess, build_augment, labelled_faces, labels_of, load_crops,
+                         parse_augment)
+from models.metrics import binary_metrics, describe, frame_and_video_metrics
+from models.plots import plot_curves, plot_roc
+from models.registry import create_model, model_names
+from models.split import SPLITS, assign_splits, check_fractions, read_split, split_groups, subsample_groups, write_split
+from pipeline.cache import load_manifest, write_atomic
+from pipeline.errors import DataError, UsageError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EPOCHS = 20
+RUN_FILES = ("config.json", "split.csv", "metrics.json", "checkpoint_best.pt", "checkpoint_last.pt", "curves.png",
+             "roc_test.png")
+BALANCE_MODES = ("loss", "sampler", "none")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on. On --resume the run's saved config wins, except epochs and runtime."""
+
+    net: str | None = None  # required unless resume
+    faces: Path = Path("data/faces")
+    run_dir: Path | None = None  # None: runs/<net>-<time>
+    epochs: int | None = None  # None: DEFAULT_EPOCHS, or the saved value on resume
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    patience: int = 4  # epochs without a better validation AUC before stopping
+    augment: str = "all"
+    balance: str = "loss"  # loss: positive-class weight in the loss; sampler: weighted sampling; none
+    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    split_file: Path | None = None
+    seed: int = 0
+    net_kwargs: dict = field(default_factory=dict)
+    limit: int | None = None  # about this many faces, whole groups (quick trials)
+    threads: int | None = None  # torch threads; None: all cores
+    workers: int = 0  # DataLoader worker processes
+    device: str | None = None  # None: cuda when available
+    resume: bool = False
+
+    def __post_init__(self):
+        for name in ("batch_size", "patience"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.epochs is not None and self.epochs < 1:
+            raise UsageError(f"--epochs must be at least 1, got {self.epochs}")
+        if not self.lr > 0 or self.weight_decay < 0 or self.warmup_epochs < 0:
+            raise UsageError("--lr must be positive, --weight-decay and warm-up not negative")
+        if self.balance not in BALANCE_MODES:
+            raise UsageError(f"--balance {self.balance!r}: choose one of {', '.join(BALANCE_MODES)}")
+        if self.limit is not None and self.limit < 3:
+            raise UsageError(f"--limit must be at least 3 faces, got {self.limit}")
+        check_fractions(tuple(self.fractions))
+        parse_augment(self.augment)
+        if self.net is None and not self.resume:
+            raise UsageError(f"--net is required; choose one of: {', '.join(model_names())}")
+
+    def to_dict(self) -> dict:
+        """JSON- and checkpoint-safe (paths as strings, tuples as lists)."""
+        fields = asdict(self)
+        for key, value in fields.items():
+            if isinstance(value, Path):
+                fields[key] = str(value)
+            elif isinstance(value, tuple):
+                fields[key] = list(value)
+        return fields
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> "TrainConfig":
+        """The config saved in a run (extra keys such as cache_dir are ignored)."""
+        fields = {key: saved[key] for key in cls.__dataclass_fields__ if key in saved}
+        for key in ("faces", "run_dir", "split_file"):
+            if fields.get(key) is not None:
+                fields[key] = Path(fields[key])
+        fields["fractions"] = tuple(fields["fractions"])
+        return cls(**fields)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    net: str
+    epochs_run: int
+    best_epoch: int
+    stopped_early: bool
+    seconds: float
+    split_sizes: dict
+    best: dict  # the history entry of the best epoch
+    test: dict  # {"frame": metrics, "video": metrics}
+    notes: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        stop = "stopped early (patience)" if self.stopped_early else "all epochs run"
+        train = self.best["train"]
+        out = [f"run {self.run_dir}: {self.net}, {self.epochs_run} epoch(s), {stop}, best epoch {self.best_epoch}, "
+               f"{self.seconds:.0f} s"]
+        out += [f"  note: {note}" for note in self.notes]
+        out.append(f"train {_sizes(self.split_sizes['train'])} | best epoch, augmented batches: "
+                   f"loss {train['log_loss']:.3f}  acc {train['accuracy']:.3f}  "
+                   f"AUC {'n/a' if train['roc_auc'] is None else format(train['roc_auc'], '.3f')}")
+        for name, metrics in (("val", self.best["val"]), ("test", self.test)):
+            out.append(f"{name:5} {_sizes(self.split_sizes[name])}")
+            out.append(f"      frame level: {describe(metrics['frame'])}")
+            out.append(f"      video level: {describe(metrics['video'])}")
+        out.append(f"files: {self.run_dir}/checkpoint_best.pt, metrics.json, curves.png, roc_test.png, split.csv")
+        return out
+
+
+def _sizes(sizes: dict) -> str:
+    return f"({sizes['faces']} faces, {sizes['videos']} videos, {sizes['groups']} groups)"
+
+
+# -- the loop ----------------------------------------------------------------------------------------
+def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler, loader: DataLoader, preprocess: Preprocess,
+                    device: torch.device, scaler: torch.amp.GradScaler, epoch: int, progress: bool = True) -> dict:
+    """One pass over `loader`; metrics of the batches' own predictions (as the weights changed)."""
+    model.train()
+    labels, probabilities = [], []
+    bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False, dynamic_ncols=True)
+    for images, targets in bar:
+        images = preprocess.normalize(images.to(device, non_blocking=True))
+        targets = targets.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=scaler.is_enabled()):
+            logits = model(images)
+            loss = criterion(logits.float(), targets)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        labels.append(targets.cpu())
+        probabilities.append(torch.sigmoid(logits.detach().float()).cpu())
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    bar.close()
+    return binary_metrics(torch.cat(labels).numpy(), torch.cat(probabilities).numpy(), name="train batches")
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, images: torch.Tensor, preprocess: Preprocess, device: torch.device,
+             batch_size: int = 256) -> np.ndarray:
+    """p_fake of every image (uint8 (N, 3, S, S) from `load_crops`), no augmentation."""
+    model.eval()
+    scores = []
+    for start in range(0, len(images), batch_size):
+        batch = preprocess.normalize(images[start : start + batch_size]).to(device)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+            scores.append(torch.sigmoid(model(batch).float()).cpu())
+    return torch.cat(scores).numpy() if scores else np.zeros(0, dtype=np.float32)
+
+
+def fit(config: TrainConfig, progress: bool = True, report: Callable[[str], None] | None = None) -> TrainResult:
+    """Train, validate each epoch, stop early, and test the best checkpoint once. Writes only to the run dir."""
+    started = time.perf_counter()
+    report = report or log.info
+    threads = config.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    device = resolve_device(config.device)
+    config, resumed = prepare_run_dir(config)
+
+    # Everything that can fail on bad input happens before the first file is written.
+    manifest, cache_dir = load_manifest(config.faces)
+    rows, n_unknown = labelled_faces(manifest, str(cache_dir / "manifest.csv"))
+    if config.limit:
+        rows = subsample_groups(rows, config.limit, config.seed).reset_index(drop=True)
+    if rows["label"].nunique() < 2:
+        raise DataError(f"{cache_dir / 'manifest.csv'}: all {len(rows)} labelled faces are {rows['label'].iloc[0]}; "
+                        "training needs REAL and FAKE faces")
+    split_path = config.run_dir / "split.csv" if resumed else config.split_file
+    table = read_split(split_path) if split_path else split_groups(rows, config.fractions, config.seed)
+    rows["split"] = assign_splits(rows, table, str(split_path or "split"))
+    check_split(rows)
+    model = create_model(config.net, **config.net_kwargs).to(device)
+    preprocess = Preprocess(model.input_size)
+    images = load_crops(rows["crop_file"].tolist(), preprocess, threads=threads, progress=progress)
+
+    notes = [f"{n_unknown} face(s) with an unknown label left out"] if n_unknown else []
+    parts = {name: np.flatnonzero(rows["split"].to_numpy() == name) for name in SPLITS}
+    sizes = {name: {"faces": len(index), "videos": rows["video_id"].iloc[index].nunique(),
+                    "groups": rows["group"].iloc[index].nunique()} for name, index in parts.items()}
+    split_groups_used = {name: sorted(rows["group"].iloc[index].unique().tolist()) for name, index in parts.items()}
+    run_config = {**config.to_dict(), "net_kwargs": model.net_kwargs, "cache_dir": str(cache_dir)}
+    if not resumed:
+        config.run_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(config.run_dir / "config.json", json.dumps(run_config, indent=2).encode())
+        write_split(table, config.run_dir / "split.csv")
+
+    train_rows = rows.iloc[parts["train"]]
+    y_train = labels_of(train_rows)
+    dataset = FaceDataset(images[parts["train"]], y_train, build_augment(parse_augment(config.augment)))
+    generator = torch.Generator()
+    sampler = None
+    if config.balance == "sampler":
+        class_weight = 1.0 / np.bincount(y_train.astype(int), minlength=2)
+        sampler = WeightedRandomSampler(class_weight[y_train.astype(int)], len(y_train), generator=generator)
+    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler,
+                        generator=generator, drop_last=len(dataset) > config.batch_size,
+                        num_workers=config.workers, pin_memory=device.type == "cuda")
+    pos_weight = float((y_train == 0).sum() / max(1, (y_train == 1).sum())) if config.balance == "loss" else 1.0
+    criterion = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight, device=device))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    total_steps = config.epochs * len(loader)
+    warmup_steps = min(int(config.warmup_epochs * len(loader)), total_steps // 2)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, warmup_steps, total_steps))
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+
+    history, best_score, best_epoch, bad_epochs, stopped = [], None, 0, 0, False
+    if resumed:
+        last = load_checkpoint(config.run_dir / "checkpoint_last.pt", net=config.net).state
+        model.load_state_dict(last["model"])
+        optimizer.load_state_dict(last["optimizer"])
+        scheduler.load_state_dict(last["lr_scheduler"])
+        scaler.load_state_dict(last["scaler"])
+        history, best_score, best_epoch = list(last["history"]), last["best_score"], last["best_epoch"]
+        bad_epochs, stopped = last["bad_epochs"], last["stopped_early"]
+        report(f"resuming {config.run_dir} after epoch {len(history)}")
+
+    val_rows, val_images = rows.iloc[parts["val"]], images[parts["val"]]
+    for epoch in range(len(history) + 1, config.epochs + 1):
+        if stopped:
+            break
+        epoch_started = time.perf_counter()
+        seed_everything(config.seed * 1000 + epoch)  # so a resumed run repeats exactly what it would have done
+        generator.manual_seed(config.seed * 1000 + epoch)
+        lr = optimizer.param_groups[0]["lr"]
+        train_metrics = train_one_epoch(model, criterion, optimizer, scheduler, loader, preprocess, device, scaler,
+                                        epoch, progress)
+        p_val = evaluate(model, val_images, preprocess, device)
+        val_metrics = frame_and_video_metrics(val_rows["video_id"], labels_of(val_rows), p_val, name="validation")
+        score = monitor_value(val_metrics)
+        improved = best_score is None or score > best_score
+        history.append({"epoch": epoch, "lr": lr, "seconds": round(time.perf_counter() - epoch_started, 1),
+                        "train": train_metrics, "val": val_metrics, "monitor": score, "best": improved})
+        if improved:
+            best_score, best_epoch, bad_epochs = score, epoch, 0
+            save_checkpoint(make_checkpoint(model, preprocess, train_config=run_config, split=split_groups_used,
+                                            epoch=epoch, val_metrics=val_metrics), config.run_dir / "checkpoint_best.pt")
+        else:
+            bad_epochs += 1
+        stopped = bad_epochs >= config.patience
+        save_checkpoint(make_checkpoint(
+            model, preprocess, train_config=run_config, split=split_groups_used, epoch=epoch, val_metrics=val_metrics,
+            optimizer=optimizer.state_dict(), lr_scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
+            history=history, best_score=best_score, best_epoch=best_epoch, bad_epochs=bad_epochs,
+            stopped_early=stopped), config.run_dir / "checkpoint_last.pt")
+        write_metrics(config.run_dir, config.net, sizes, history, best_epoch, stopped, test=None, notes=notes)
+        plot_curves(history, config.run_dir / "curves.png", title=f"{config.net}: {config.run_dir.name}")
+        report(epoch_line(history[-1], config.epochs))
+
+    best = load_checkpoint(config.run_dir / "checkpoint_best.pt", net=config.net)
+    test_rows, test_images = rows.iloc[parts["test"]], images[parts["test"]]
+    p_test = evaluate(best.build_model().to(device), test_images, preprocess, device)
+    y_test = labels_of(test_rows)
+    test_metrics = frame_and_video_metrics(test_rows["video_id"], y_test, p_test, name="test")
+    write_metrics(config.run_dir, config.net, sizes, history, best_epoch, stopped, test=test_metrics, notes=notes)
+    plot_test_roc(test_rows["video_id"], y_test, p_test, config.run_dir / "roc_test.png", f"{config.net}: test split")
+    return TrainResult(run_dir=config.run_dir, net=config.net, epochs_run=len(history), best_epoch=best_epoch,
+                       stopped_early=stopped, seconds=time.perf_counter() - started, split_sizes=sizes,
+                       best=history[best_epoch - 1], test=test_metrics, notes=notes)
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+def prepare_run_dir(config: TrainConfig) -> tuple[TrainConfig, bool]:
+    """The config to run and whether it resumes; refuses to overwrite another run's files."""
+    if not config.resume:
+        run_dir = config.run_dir or Path("runs") / f"{config.net}-{time.strftime('%Y%m%d-%H%M%S')}"
+        taken = [name for name in RUN_FILES if (run_dir / name).exists()]
+        if taken:
+            raise UsageError(f"{run_dir} already holds a run ({', '.join(taken)}); "
+                             "continue it with --resume or choose another --out")
+        return replace(config, run_dir=run_dir, epochs=config.epochs or DEFAULT_EPOCHS), False
+    if config.run_dir is None:
+        raise UsageError("--resume needs --out RUN_DIR, the run to continue")
+    last = load_checkpoint(config.run_dir / "checkpoint_last.pt", net=config.net)
+    if not (config.run_dir / "split.csv").is_file():
+        raise DataError(f"{config.run_dir / 'split.csv'}: missing, the run cannot be resumed on the same split")
+    saved = TrainConfig.from_dict(last.state["train_config"])
+    return replace(saved, run_dir=config.run_dir, epochs=config.epochs or saved.epochs, threads=config.threads,
+                   workers=config.workers, device=config.device, resume=True), True
+
+
+def check_split(rows: pd.DataFrame) -> None:
+    """Train needs both classes; validation and test need faces."""
+    for name in SPLITS:
+        part = rows[rows["split"] == name]
+        if part.empty:
+            raise DataError(f"the {name} split holds no faces (too few groups for a train/val/test split?)")
+        if name == "train" and part["label"].nunique() < 2:
+            raise DataError(f"the train split holds only {part['label'].iloc[0]} faces; training needs both classes")
+        if part["label"].nunique() < 2:
+            log.warning("the %s split holds only %s faces: its ROC-AUC is undefined", name, part["label"].iloc[0])
+
+
+def monitor_value(val_metrics: dict) -> float:
+    """What early stopping watches: validation frame ROC-AUC, or minus the log loss when AUC is undefined."""
+    frame = val_metrics["frame"]
+    return frame["roc_auc"] if frame["roc_auc"] is not None else -frame["log_loss"]
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int, floor: float = 0.01) -> float:
+    """Linear warm-up to 1, then cosine decay to `floor`, as a multiple of the base learning rate."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str | None) -> torch.device:
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device {name!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda asked for, but no CUDA device is available")
+    return device
+
+
+def epoch_line(entry: dict, epochs: int) -> str:
+    train, frame, video = entry["train"], entry["val"]["frame"], entry["val"]["video"]
+
+    def auc(metrics):
+        return "n/a" if metrics["roc_auc"] is None else f"{metrics['roc_auc']:.3f}"
+
+    return (f"epoch {entry['epoch']}/{epochs}: train loss {train['log_loss']:.3f} acc {train['accuracy']:.3f} "
+            f"AUC {auc(train)} | val loss {frame['log_loss']:.3f} acc {frame['accuracy']:.3f} AUC {auc(frame)} "
+            f"(video AUC {auc(video)}) | lr {entry['lr']:.2e} | {entry['seconds']:.0f} s"
+            + ("  * best" if entry["best"] else ""))
+
+
+def write_metrics(run_dir: Path, net: str, sizes: dict, history: list[dict], best_epoch: int, stopped: bool,
+                  test: dict | None, notes: list[str]) -> None:
+    metrics = {
+        "net": net, "monitor": "validation frame roc_auc (minus log loss when undefined)",
+        "video_level": "mean of the frame p_fake of each video_id", "split_sizes": sizes,
+        "best_epoch": best_epoch, "stopped_early": stopped, "epochs": history,
+        "test": test,  # None until training ends; then the best checkpoint on the test split
+        "notes": notes,
+    }
+    write_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2).encode())
+
+
+def plot_test_roc(video_ids, y_true: np.ndarray, p_fake: np.ndarray, path: Path, title: str) -> None:
+    from models.metrics import video_scores
+
+    videos = video_scores(video_ids, y_true, p_fake)
+    plot_roc({"frames": (y_true, p_fake), "videos": (videos["label"].to_numpy(), videos["p_fake"].to_numpy())},
+             path, title)

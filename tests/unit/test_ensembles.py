@@ -1,0 +1,107 @@
+import numpy as np
+import pytest
+
+from ensembles.aggregate import Aggregator
+from ensembles.combine import Combiner, fit_stacked
+from ensembles.tracks import TrackConfig, iou, link_tracks
+from pipeline.errors import UsageError
+
+MEMBERS = np.array([[0.9, 0.7, 0.2], [0.1, 0.3, 0.2]])
+
+
+def test_mean_and_weighted_combiners():
+    assert Combiner("mean")(MEMBERS) == pytest.approx([0.6, 0.2])
+    assert Combiner("weighted", (2.0, 1.0, 1.0))(MEMBERS) == pytest.approx([(1.8 + 0.7 + 0.2) / 4, (0.2 + 0.3 + 0.2) / 4])
+
+
+def test_logit_mean_is_the_geometric_odds_mean():
+    combined = Combiner("logit_mean")(np.array([[0.9, 0.5]]))
+    odds = np.sqrt(9.0 * 1.0)
+    assert combined == pytest.approx([odds / (1 + odds)])
+
+
+def test_combiners_reject_bad_configuration():
+    with pytest.raises(UsageError, match="unknown combiner"):
+        Combiner("max")
+    with pytest.raises(UsageError, match="one weight per member"):
+        Combiner("weighted")
+    with pytest.raises(UsageError, match="2 weights for 3 members"):
+        Combiner("weighted", (1.0, 1.0))(MEMBERS)
+
+
+def test_stacked_combiner_learns_to_trust_the_informative_member():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400)
+    good = np.clip(labels * 0.6 + 0.2 + rng.normal(0, 0.1, 400), 0.01, 0.99)
+    noise = rng.uniform(0.01, 0.99, 400)
+    combiner = fit_stacked(np.column_stack([good, noise]), labels)
+    assert abs(combiner.weights[0]) > 5 * abs(combiner.weights[1])
+    again = Combiner.from_dict(combiner.to_dict())
+    assert again(np.array([[0.9, 0.1], [0.1, 0.9]])) == pytest.approx(combiner(np.array([[0.9, 0.1], [0.1, 0.9]])))
+    assert again(np.array([[0.9, 0.5]]))[0] > 0.5 > again(np.array([[0.1, 0.5]]))[0]
+    with pytest.raises(UsageError, match="both classes"):
+        fit_stacked(np.column_stack([good, noise]), np.zeros(400))
+
+
+def test_simple_aggregators_and_clipping():
+    probs = [0.0, 0.2, 0.9, 1.0]
+    assert Aggregator("mean", clip=0.0)(probs) == pytest.approx(0.525)
+    assert Aggregator("mean", clip=0.1)(probs) == pytest.approx((0.1 + 0.2 + 0.9 + 0.9) / 4)
+    assert Aggregator("median", clip=0.0)(probs) == pytest.approx(0.55)
+    weighted = Aggregator("confidence_weighted", clip=0.0)([0.5, 0.5, 0.95])
+    assert weighted > 0.9  # unsure frames barely count
+
+
+def test_confident_rule_averages_only_the_confident_fakes_when_there_are_enough():
+    probs = [0.95] * 13 + [0.3] * 17  # 13 of 30 confidently fake: > 40% and >= 11
+    assert Aggregator("confident")(probs) == pytest.approx(0.95)
+
+
+def test_confident_rule_needs_both_the_fraction_and_the_count():
+    too_few = [0.95] * 10 + [0.3] * 10  # 50% but only 10 frames
+    assert Aggregator("confident")(too_few) == pytest.approx(np.mean(too_few))
+    too_rare = [0.95] * 12 + [0.3] * 20  # 12 frames but only 37.5%
+    assert Aggregator("confident")(too_rare) == pytest.approx(np.mean(too_rare))
+
+
+def test_confident_rule_for_clearly_real_videos():
+    probs = [0.05] * 19 + [0.6]  # 95% confidently real
+    assert Aggregator("confident")(probs) == pytest.approx(0.05)
+    mixed = [0.05] * 17 + [0.6] * 3  # only 85%
+    assert Aggregator("confident")(mixed) == pytest.approx(np.mean(mixed))
+
+
+def test_aggregator_edge_cases():
+    assert Aggregator("confident")([0.7]) == pytest.approx(0.7)
+    with pytest.raises(ValueError):
+        Aggregator("mean")([])
+    with pytest.raises(UsageError, match="unknown aggregator"):
+        Aggregator("max")
+    assert Aggregator.from_dict(Aggregator("median", clip=0.05).to_dict()) == Aggregator("median", clip=0.05)
+
+
+def test_iou():
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
+    assert iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
+
+
+def test_two_people_walking_get_two_tracks():
+    positions, boxes = [], []
+    for t in range(10):
+        positions += [t, t]
+        boxes += [(100 + 5 * t, 100, 200 + 5 * t, 200), (600 - 8 * t, 120, 700 - 8 * t, 220)]
+    tracks = link_tracks(positions, boxes)
+    assert tracks[0::2] == [0] * 10 and tracks[1::2] == [1] * 10
+
+
+def test_track_survives_a_short_gap_but_not_a_long_one():
+    box = (100, 100, 200, 200)
+    assert link_tracks([0, 1, 4], [box] * 3, TrackConfig(max_gap=3)) == [0, 0, 0]
+    assert link_tracks([0, 1, 6], [box] * 3, TrackConfig(max_gap=3)) == [0, 0, 1]
+
+
+def test_fast_motion_is_linked_by_centre_distance_and_far_faces_are_not():
+    assert link_tracks([0, 1], [(100, 100, 200, 200), (150, 100, 250, 200)]) == [0, 0]  # IoU 0.33
+    assert link_tracks([0, 1], [(100, 100, 200, 200), (145, 130, 245, 230)]) == [0, 0]  # IoU < 0.25, close centre
+    assert link_tracks([0, 1], [(100, 100, 200, 200), (400, 100, 500, 200)]) == [0, 1]
