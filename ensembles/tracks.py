@@ -27,7 +27,7 @@ def _near(a: Box, b: Box, max_shift: float) -> float:
 @dataclass(frozen=True)
 class TrackConfig:
     min_iou: float = 0.25
-    max_shift: float = 0.6  # a face may move this many face sizes between sampled frames and keep its track
+    max_shift: float = 1.0  # a face may move this many face sizes between sampled frames and keep its track
     max_gap: int = 3  # sampled frames a track may miss before it ends
 
 

@@ -34,7 +34,8 @@ def make_checkpoint(model: nn.Module, preprocess: Preprocess, *, train_config: d
         "net": model.name, "net_kwargs": dict(model.net_kwargs), "input_size": model.input_size,
         "preprocess": preprocess.to_dict(), "classes": list(CLASSES),
         "train_config": train_config, "split": split, "epoch": epoch, "val_metrics": val_metrics,
-        "model": {key: value.detach().cpu().clone() for key, value in model.state_dict().items()},
+        "model": {key: value.detach().cpu().clone(memory_format=torch.contiguous_format)
+                  for key, value in model.state_dict().items()},
         **extra,
     }
 

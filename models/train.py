@@ -148,7 +148,7 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
     labels, probabilities = [], []
     bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False, dynamic_ncols=True)
     for images, targets in bar:
-        images = preprocess.normalize(images.to(device, non_blocking=True))
+        images = to_model_input(preprocess.normalize(images.to(device, non_blocking=True)))
         targets = targets.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.float16, enabled=scaler.is_enabled()):
             logits = model(images)
@@ -172,7 +172,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, preprocess: Preprocess, dev
     model.eval()
     scores = []
     for start in range(0, len(images), batch_size):
-        batch = preprocess.normalize(images[start : start + batch_size]).to(device)
+        batch = to_model_input(preprocess.normalize(images[start : start + batch_size].to(device)))
         with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
             scores.append(torch.sigmoid(model(batch).float()).cpu())
     return torch.cat(scores).numpy() if scores else np.zeros(0, dtype=np.float32)
@@ -199,7 +199,7 @@ def fit(config: TrainConfig, progress: bool = True, report: Callable[[str], None
     table = read_split(split_path) if split_path else split_groups(rows, config.fractions, config.seed)
     rows["split"] = assign_splits(rows, table, str(split_path or "split"))
     check_split(rows)
-    model = create_model(config.net, **config.net_kwargs).to(device)
+    model = create_model(config.net, **config.net_kwargs).to(device, memory_format=torch.channels_last)
     preprocess = Preprocess(model.input_size)
     images = load_crops(rows["crop_file"].tolist(), preprocess, threads=threads, progress=progress)
 
@@ -278,7 +278,8 @@ def fit(config: TrainConfig, progress: bool = True, report: Callable[[str], None
 
     best = load_checkpoint(config.run_dir / "checkpoint_best.pt", net=config.net)
     test_rows, test_images = rows.iloc[parts["test"]], images[parts["test"]]
-    p_test = evaluate(best.build_model().to(device), test_images, preprocess, device)
+    best_model = best.build_model().to(device, memory_format=torch.channels_last)
+    p_test = evaluate(best_model, test_images, preprocess, device)
     y_test = labels_of(test_rows)
     test_metrics = frame_and_video_metrics(test_rows["video_id"], y_test, p_test, name="test")
     write_metrics(config.run_dir, config.net, sizes, history, best_epoch, stopped, test=test_metrics, notes=notes)
@@ -332,6 +333,11 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, floor: float = 0.0
         return (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def to_model_input(batch: torch.Tensor) -> torch.Tensor:
+    """Channels-last batches: faster convolutions on CPU (oneDNN) and with CUDA mixed precision."""
+    return batch.contiguous(memory_format=torch.channels_last)
 
 
 def seed_everything(seed: int) -> None:

@@ -28,7 +28,7 @@ def sample_frames(n_frames: int, width: int, height: int, face: np.ndarray | Non
     travel = max(0, width - side)
     for i in range(n_frames):
         frame = background.copy()
-        x = int(travel * (0.2 + 0.6 * i / max(1, n_frames - 1)))
+        x = int(travel * (0.3 + 0.2 * i / max(1, n_frames - 1)))
         y = (height - side) // 2
         frame[y : y + side, x : x + side] = portrait
         yield frame

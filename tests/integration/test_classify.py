@@ -1,0 +1,131 @@
+"""classify-video / classify-image end to end, with real detection and real (small) nets."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cli import main
+from ensembles.ensemble import DEFAULT_ENSEMBLE, Ensemble, EnsembleConfig
+from models.checkpoint import make_checkpoint, save_checkpoint
+from models.data import Preprocess
+from models.registry import create_model
+from tests.conftest import shared_data
+
+JSON_KEYS = {"path", "verdict", "p_fake", "per_model", "tracks", "n_frames", "n_faces", "threshold", "faces"}
+
+
+@pytest.fixture(scope="module")
+def small_ensemble(tmp_path_factory):
+    """An ensemble of two freshly initialised nets (real components; their scores carry no meaning)."""
+    folder = tmp_path_factory.mktemp("ensemble")
+    torch.manual_seed(0)
+    for name in ("lenet", "minivgg"):
+        model = create_model(name)
+        checkpoint = make_checkpoint(model, Preprocess(model.input_size), train_config={},
+                                     split={"train": [], "val": [], "test": []}, epoch=0, val_metrics={})
+        save_checkpoint(checkpoint, folder / f"{name}.pt")
+    path = folder / "ensemble.json"
+    EnsembleConfig(members=("lenet.pt", "minivgg.pt"), threshold=0.5).save(path)
+    return path
+
+
+def classify(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def json_lines(output: str) -> list[dict]:
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
+def test_json_verdict_of_a_face_clip(small_ensemble, face_clip):
+    result = classify("classify-video", face_clip, "--ensemble", small_ensemble, "--json")
+    assert result.exit_code == 0, result.output
+    [verdict] = json_lines(result.output)
+    assert JSON_KEYS <= set(verdict)
+    assert verdict["verdict"] in ("REAL", "FAKE") and 0.0 <= verdict["p_fake"] <= 1.0
+    assert (verdict["verdict"] == "FAKE") == (verdict["p_fake"] >= verdict["threshold"])
+    assert (verdict["n_frames"], verdict["n_faces"]) == (3, 3)
+    assert set(verdict["per_model"]) == {"lenet", "minivgg"}
+    assert len(verdict["tracks"]) == 1 and verdict["tracks"][0]["n_faces"] == 3
+    assert [f["frame_index"] for f in verdict["faces"]] == [0, 10, 20]
+
+
+def test_no_face_is_its_own_outcome(small_ensemble, faceless_clip):
+    result = classify("classify-video", faceless_clip, "--ensemble", small_ensemble, "--json")
+    assert result.exit_code == 0
+    [verdict] = json_lines(result.output)
+    assert verdict["verdict"] == "NO_FACE" and verdict["p_fake"] is None and verdict["n_frames"] == 2
+
+
+def test_bad_file_fails_alone_and_exit_code_says_so(small_ensemble, face_clip, tmp_path):
+    shutil.copy(face_clip, tmp_path / "good.mp4")
+    (tmp_path / "broken.mp4").write_text("not a video")
+    result = classify("classify-video", tmp_path, "--ensemble", small_ensemble)
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert any(line.startswith("ERROR") and "broken.mp4" in line and "not a readable video" in line for line in lines)
+    assert any(line.split()[0] in ("REAL", "FAKE") and "good.mp4" in line for line in lines)
+
+
+def test_report_png_per_video(small_ensemble, face_clip, tmp_path):
+    result = classify("classify-video", face_clip, "--ensemble", small_ensemble, "--report", tmp_path)
+    assert result.exit_code == 0
+    image = cv2.imread(str(tmp_path / "astronaut.png"))
+    assert image is not None and image.shape[0] > 300 and image.shape[1] > 600
+
+
+def test_classify_image(small_ensemble, astronaut, face_clip, tmp_path):
+    cv2.imwrite(str(tmp_path / "photo.png"), astronaut)
+    result = classify("classify-image", tmp_path / "photo.png", "--ensemble", small_ensemble, "--json")
+    assert result.exit_code == 0
+    [verdict] = json_lines(result.output)
+    assert verdict["media_type"] == "image" and verdict["n_faces"] == 1 and verdict["verdict"] in ("REAL", "FAKE")
+    video = classify("classify-image", face_clip, "--ensemble", small_ensemble)
+    assert video.exit_code == 1 and "use classify-video" in video.output
+
+
+def test_threshold_override_decides(small_ensemble, face_clip):
+    low = json_lines(classify("classify-video", face_clip, "--ensemble", small_ensemble, "--json",
+                              "--threshold", "0.001").output)[0]
+    high = json_lines(classify("classify-video", face_clip, "--ensemble", small_ensemble, "--json",
+                               "--threshold", "0.999").output)[0]
+    assert (low["verdict"], high["verdict"]) == ("FAKE", "REAL")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ensemble", "/nonexistent/ensemble.json"], "not found"),
+    (["--every", "5", "--frames", "3"], "cannot be used together"),
+])
+def test_usage_errors(face_clip, args, message):
+    result = CliRunner().invoke(main, ["classify-video", str(face_clip), *args])
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_corrupt_ensemble_file_is_reported(tmp_path, face_clip):
+    (tmp_path / "ensemble.json").write_text("{not json")
+    result = classify("classify-video", face_clip, "--ensemble", tmp_path / "ensemble.json")
+    assert result.exit_code == 1 and "unreadable ensemble file" in result.output
+
+
+def test_shipped_default_ensemble_loads_offline():
+    if not DEFAULT_ENSEMBLE.exists():
+        pytest.fail(f"the shipped default ensemble {DEFAULT_ENSEMBLE} is missing")
+    ensemble = Ensemble.load(device="cpu")
+    assert set(ensemble.member_names) == {"lenet", "minivgg", "resnet"}
+    assert 0.0 < ensemble.config.threshold < 1.0
+    assert ensemble.config.threshold_rule and "validation" in ensemble.config.threshold_rule
+    assert ensemble.face_config().detector == "mtcnn"
+
+
+def test_default_models_on_dfdc_clips():
+    videos = shared_data("dfdc_videos")
+    result = classify("classify-video", videos, "--json")
+    assert result.exit_code == 0, result.output
+    verdicts = json_lines(result.output)
+    assert len(verdicts) == 6
+    assert all(v["verdict"] in ("REAL", "FAKE") and v["n_faces"] > 10 for v in verdicts)
