@@ -283,5 +283,28 @@ def build_ensemble(members, faces, out, combiner, aggregator, target_fpr):
             click.echo(f"test {level} AUC {test[level]['roc_auc']:.4f} (n={test[level]['n']})")
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (loopback by default).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--max-upload-mb", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Inference threads.")
+@click.option("--queue", "queue_size", type=click.IntRange(min=0), default=4, show_default=True,
+              help="Requests that may wait for a worker; beyond that the server answers 503.")
+@click.option("--ensemble", "ensemble_file", type=click.Path(path_type=Path), default=None,
+              help="Ensemble file [default: the shipped models].")
+@click.option("--device", default=None, help="torch device [default: cuda when available].")
+def serve(host, port, max_upload_mb, workers, queue_size, ensemble_file, device):
+    """Serve the upload page and the JSON API (POST /api/v1/classify, GET /api/v1/health, /api/v1/models)."""
+    import uvicorn
+
+    from ensembles.ensemble import Ensemble
+    from web.app import ServerConfig, create_app
+
+    app = create_app(Ensemble.load(ensemble_file, device=device),
+                     ServerConfig(max_upload_mb=max_upload_mb, workers=workers, queue_size=queue_size))
+    click.echo(f"serving on http://{host}:{port}/  (API docs at /docs)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
 if __name__ == "__main__":
     main()

@@ -151,7 +151,7 @@ class Ensemble:
         return face_config_from_dict(fields)
 
     def describe(self) -> dict:
-        return {"source": str(self.source) if self.source else None, "members": self.member_names,
+        return {"source": self.source.name if self.source else None, "members": self.member_names,
                 **{k: v for k, v in self.config.to_dict().items() if k not in ("format", "members")}}
 
     # -- scoring -----------------------------------------------------------------------------

@@ -61,7 +61,10 @@ class Checkpoint:
 
     def build_model(self) -> nn.Module:
         """The net with the checkpoint's weights, in eval mode."""
-        model = create_model(self.net, **self.net_kwargs)
+        try:
+            model = create_model(self.net, **self.net_kwargs)
+        except UsageError as exc:
+            raise DataError(f"{self.path}: {exc}") from None
         try:
             model.load_state_dict(self.state["model"])
         except (RuntimeError, KeyError) as exc:

@@ -133,6 +133,22 @@ class RandomDownscale(torch.nn.Module):
         return v2.functional.resize(v2.functional.resize(image, small, antialias=True), list(size), antialias=True)
 
 
+class RandomJPEG(torch.nn.Module):
+    """With probability p, re-compress as JPEG at a random quality in [low, high] (OpenCV, RGB uint8 in)."""
+
+    def __init__(self, low: int = 40, high: int = 95, p: float = 0.3):
+        super().__init__()
+        self.low, self.high, self.p = low, high, p
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if torch.rand(()) >= self.p:
+            return image
+        quality = int(torch.randint(self.low, self.high + 1, ()))
+        ok, encoded = cv2.imencode(".jpg", image.permute(1, 2, 0).numpy(), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        decoded = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)  # channel order is kept as it is
+        return torch.from_numpy(decoded).permute(2, 0, 1).contiguous()
+
+
 # The seeds' set (geometry, grayscale, channel shuffle, noise) and the field's (colour, blur, JPEG, downscale).
 AUGMENTATIONS = {
     "flip": lambda: v2.RandomHorizontalFlip(p=0.5),
@@ -143,7 +159,7 @@ AUGMENTATIONS = {
     "color-jitter": lambda: v2.RandomApply([v2.ColorJitter(0.2, 0.2, 0.2, 0.03)], p=0.5),
     "blur": lambda: v2.RandomApply([v2.GaussianBlur(5, sigma=(0.2, 1.5))], p=0.2),
     "downscale": lambda: RandomDownscale(0.4, 0.9, p=0.2),
-    "jpeg": lambda: v2.RandomApply([v2.JPEG((40, 95))], p=0.3),
+    "jpeg": lambda: RandomJPEG(40, 95, p=0.3),
     "noise": lambda: v2.RandomApply([v2.GaussianNoise(sigma=0.02)], p=0.2),  # on floats in [0, 1]
 }
 AUGMENT_PRESETS = {

@@ -14,6 +14,27 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.sample import astronaut_bgr, sample_frames, write_sample_clip  # noqa: E402
 
+
+def make_small_ensemble(folder: Path) -> Path:
+    """Write an ensemble of two freshly initialised nets (real components; their scores carry no meaning)."""
+    import torch
+
+    from ensembles.ensemble import EnsembleConfig
+    from models.checkpoint import make_checkpoint, save_checkpoint
+    from models.data import Preprocess
+    from models.registry import create_model
+
+    torch.manual_seed(0)
+    for name in ("lenet", "minivgg"):
+        model = create_model(name)
+        checkpoint = make_checkpoint(model, Preprocess(model.input_size), train_config={},
+                                     split={"train": [], "val": [], "test": []}, epoch=0, val_metrics={})
+        save_checkpoint(checkpoint, folder / f"{name}.pt")
+    path = folder / "ensemble.json"
+    EnsembleConfig(members=("lenet.pt", "minivgg.pt"), threshold=0.5).save(path)
+    return path
+
+
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
@@ -43,6 +64,11 @@ def set_mp4_rotation(path: Path, degrees: int = 90) -> None:
     offset = at + 4 + (52 if data[at + 4] == 1 else 40)
     data[offset : offset + 36] = struct.pack(">9i", *matrices[degrees])
     path.write_bytes(bytes(data))
+
+
+@pytest.fixture(scope="session")
+def small_ensemble(tmp_path_factory) -> Path:
+    return make_small_ensemble(tmp_path_factory.mktemp("ensemble"))
 
 
 @pytest.fixture(scope="session")

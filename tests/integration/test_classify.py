@@ -6,32 +6,13 @@ import shutil
 
 import cv2
 import pytest
-import torch
 from click.testing import CliRunner
 
 from cli import main
-from ensembles.ensemble import DEFAULT_ENSEMBLE, Ensemble, EnsembleConfig
-from models.checkpoint import make_checkpoint, save_checkpoint
-from models.data import Preprocess
-from models.registry import create_model
+from ensembles.ensemble import DEFAULT_ENSEMBLE, Ensemble
 from tests.conftest import shared_data
 
 JSON_KEYS = {"path", "verdict", "p_fake", "per_model", "tracks", "n_frames", "n_faces", "threshold", "faces"}
-
-
-@pytest.fixture(scope="module")
-def small_ensemble(tmp_path_factory):
-    """An ensemble of two freshly initialised nets (real components; their scores carry no meaning)."""
-    folder = tmp_path_factory.mktemp("ensemble")
-    torch.manual_seed(0)
-    for name in ("lenet", "minivgg"):
-        model = create_model(name)
-        checkpoint = make_checkpoint(model, Preprocess(model.input_size), train_config={},
-                                     split={"train": [], "val": [], "test": []}, epoch=0, val_metrics={})
-        save_checkpoint(checkpoint, folder / f"{name}.pt")
-    path = folder / "ensemble.json"
-    EnsembleConfig(members=("lenet.pt", "minivgg.pt"), threshold=0.5).save(path)
-    return path
 
 
 def classify(*args):

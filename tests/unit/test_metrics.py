@@ -1,0 +1,80 @@
+"""Frame- and video-level metrics: known values, agreement with scikit-learn, single-class sets."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
+
+from models.metrics import binary_metrics, describe, equal_error_rate, frame_and_video_metrics, video_scores
+
+
+def test_a_perfect_detector():
+    metrics = binary_metrics([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9])
+    assert metrics["roc_auc"] == 1.0 and metrics["eer"] == 0.0 and metrics["average_precision"] == 1.0
+    assert metrics["accuracy"] == metrics["precision"] == metrics["recall"] == metrics["f1"] == 1.0
+    assert metrics["specificity"] == 1.0
+    assert metrics["confusion_matrix"] == [[2, 0], [0, 2]]
+    assert (metrics["n"], metrics["n_real"], metrics["n_fake"]) == (4, 2, 2)
+
+
+def test_known_values_at_the_threshold():
+    # REAL: 0.1 (TN), 0.6 (FP); FAKE: 0.4 (FN), 0.9 (TP), 0.7 (TP)
+    metrics = binary_metrics([0, 0, 1, 1, 1], [0.1, 0.6, 0.4, 0.9, 0.7])
+    assert metrics["confusion_matrix"] == [[1, 1], [1, 2]]  # rows true REAL/FAKE, columns predicted
+    assert metrics["accuracy"] == pytest.approx(3 / 5)
+    assert metrics["precision"] == pytest.approx(2 / 3) and metrics["recall"] == pytest.approx(2 / 3)
+    assert metrics["specificity"] == pytest.approx(1 / 2)
+    assert metrics["roc_auc"] == pytest.approx(5 / 6)
+
+
+def test_agrees_with_scikit_learn_on_random_scores():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 500)
+    p = np.clip(0.3 * y + rng.random(500) * 0.7, 0, 1)
+    metrics = binary_metrics(y, p)
+    assert metrics["roc_auc"] == pytest.approx(roc_auc_score(y, p))
+    assert metrics["average_precision"] == pytest.approx(average_precision_score(y, p))
+    assert metrics["log_loss"] == pytest.approx(log_loss(y, p))
+    predicted = p >= 0.5
+    assert metrics["specificity"] == pytest.approx(np.mean(~predicted[y == 0]))
+    assert metrics["recall"] == pytest.approx(np.mean(predicted[y == 1]))
+
+
+def test_equal_error_rate_is_where_false_alarms_meet_misses():
+    y = np.array([0] * 100 + [1] * 100)
+    p = np.concatenate([np.linspace(0, 0.6, 100), np.linspace(0.4, 1.0, 100)])  # overlap 0.4..0.6
+    eer, threshold = equal_error_rate(y, p)
+    false_alarms = np.mean(p[y == 0] >= threshold)
+    misses = np.mean(p[y == 1] < threshold)
+    assert eer == pytest.approx(false_alarms, abs=0.011) and eer == pytest.approx(misses, abs=0.011)
+    assert 0.1 < eer < 0.25 and 0.45 < threshold < 0.55
+
+
+def test_one_class_only_gives_undefined_auc_not_a_crash(caplog):
+    with caplog.at_level(logging.WARNING):
+        metrics = binary_metrics([1, 1, 1], [0.2, 0.7, 0.9], name="test videos")
+    assert metrics["roc_auc"] is None and metrics["eer"] is None and metrics["average_precision"] is None
+    assert metrics["accuracy"] == pytest.approx(2 / 3) and metrics["specificity"] is None
+    assert "test videos: only one class (FAKE)" in caplog.text
+    assert "AUC n/a" in describe(metrics)
+
+
+def test_video_level_is_the_mean_of_frame_probabilities():
+    videos = video_scores(["b", "a", "a", "b", "c"], [1, 0, 0, 1, 0], [0.9, 0.2, 0.4, 0.5, 0.6])
+    assert videos["video_id"].tolist() == ["a", "b", "c"]
+    assert videos["p_fake"].tolist() == pytest.approx([0.3, 0.7, 0.6])
+    assert videos["n_frames"].tolist() == [2, 2, 1] and videos["label"].tolist() == [0, 1, 0]
+    with pytest.raises(ValueError, match="both labels"):
+        video_scores(["a", "a"], [0, 1], [0.5, 0.5])
+
+
+def test_frame_and_video_levels_differ_when_averaging_helps():
+    # each FAKE video has one low frame; averaging lifts every FAKE video above every REAL one
+    ids = ["r1", "r1", "r2", "r2", "f1", "f1", "f2", "f2"]
+    y = [0, 0, 0, 0, 1, 1, 1, 1]
+    p = [0.3, 0.4, 0.35, 0.45, 0.2, 0.9, 0.25, 0.95]
+    metrics = frame_and_video_metrics(ids, y, p)
+    assert metrics["video"]["n"] == 4 and metrics["frame"]["n"] == 8
+    assert metrics["video"]["roc_auc"] == 1.0 and metrics["frame"]["roc_auc"] < 1.0

@@ -1,0 +1,246 @@
+"""The nets, their registry, the shared preprocessing, augmentation and checkpoints."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from models import create_model, model_class, model_names, register_model
+from models.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from models.data import (AUGMENT_PRESETS, AUGMENTATIONS, CLASSES, FACE_FRACTION, Preprocess, build_augment,
+                         labelled_faces, parse_augment, read_crop)
+from models.registry import _MODELS
+from pipeline.errors import DataError, UsageError
+
+
+# -- registry -----------------------------------------------------------------------------------
+def test_the_three_nets_are_registered():
+    assert model_names() == ["lenet", "minivgg", "resnet"]
+    assert [model_class(n).default_input_size for n in model_names()] == [64, 96, 112]
+
+
+def test_unknown_net_is_answered_with_the_known_ones():
+    with pytest.raises(UsageError, match="unknown net 'vgg19'; choose one of: lenet, minivgg, resnet"):
+        create_model("vgg19")
+
+
+def test_duplicate_names_are_refused():
+    @register_model("test-duplicate")
+    class First(torch.nn.Module):
+        pass
+
+    try:
+        with pytest.raises(ValueError, match="already registered"):
+            register_model("test-duplicate")(type("Second", (torch.nn.Module,), {}))
+        assert _MODELS["test-duplicate"] is First
+    finally:
+        _MODELS.pop("test-duplicate")
+
+
+def test_bad_net_arguments_are_a_usage_error():
+    with pytest.raises(UsageError, match="resnet"):
+        create_model("resnet", depths=[1, 1], widths=[32, 64, 128])
+    with pytest.raises(UsageError, match="lenet"):
+        create_model("lenet", colour=True)
+
+
+# -- every registered net ------------------------------------------------------------------------
+@pytest.mark.parametrize("name", model_names())
+def test_forward_and_backward_at_the_input_size(name):
+    torch.manual_seed(0)
+    model = create_model(name)
+    size = model.input_size
+    assert size == model_class(name).default_input_size
+    images = torch.randn(6, 3, size, size)
+    labels = torch.tensor([0.0, 1.0, 0.0, 1.0, 0.0, 1.0])
+    logits = model(images)
+    assert logits.shape == (6,) and torch.isfinite(logits).all()
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels)
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert sum(float(p.grad.abs().sum()) for p in model.parameters()) > 0
+
+    model.eval()  # a few steps on one fixed batch must fit it: gradients flow to the output
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    with torch.no_grad():
+        before = torch.nn.functional.binary_cross_entropy_with_logits(model(images), labels).item()
+    for _ in range(15):
+        optimizer.zero_grad()
+        torch.nn.functional.binary_cross_entropy_with_logits(model(images), labels).backward()
+        optimizer.step()
+    with torch.no_grad():
+        after = torch.nn.functional.binary_cross_entropy_with_logits(model(images), labels).item()
+    assert after < before
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_net_kwargs_rebuild_the_same_net(name):
+    model = create_model(name, input_size=48)
+    twin = create_model(name, **model.net_kwargs)
+    assert twin.input_size == 48
+    assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in twin.state_dict().items()}
+    assert model(torch.randn(2, 3, 48, 48)).shape == (2,)
+
+
+def test_resnet_depth_and_width_are_configurable():
+    small = create_model("resnet")
+    deep = create_model("resnet", depths=[2, 2, 2, 2], widths=[16, 32, 64, 128])
+    assert deep.net_kwargs["depths"] == [2, 2, 2, 2]
+    assert sum(p.numel() for p in deep.parameters()) != sum(p.numel() for p in small.parameters())
+    assert deep(torch.randn(2, 3, 112, 112)).shape == (2,)
+
+
+# -- preprocessing -------------------------------------------------------------------------------
+def ringed_crop(size=224, ring=17, inner_bgr=(255, 0, 0)):
+    """A crop with a black outer ring (as DFDC's padding) around a plain colour."""
+    crop = np.zeros((size, size, 3), np.uint8)
+    crop[ring : size - ring, ring : size - ring] = inner_bgr
+    return crop
+
+
+def test_preprocess_keeps_the_central_face_fraction_and_converts_to_rgb():
+    preprocess = Preprocess(input_size=64)
+    side = round(224 * FACE_FRACTION)  # 190: the face box plus 10%
+    out = preprocess.crop_resize(ringed_crop(ring=(224 - side) // 2))
+    assert out.shape == (3, 64, 64) and out.dtype == torch.uint8
+    assert out[0].max() == 0 and out[2].min() == 255  # blue in BGR is blue in RGB, and no black ring left
+
+    wider_ring = preprocess.crop_resize(ringed_crop(ring=(224 - side) // 2 + 8))
+    assert wider_ring[2, 0, :].max() == 0  # a ring wider than the margin still shows at the edge
+
+
+def test_preprocess_normalises_with_its_mean_and_std():
+    preprocess = Preprocess(input_size=8, mean=(0.5, 0.5, 0.5), std=(0.25, 0.5, 1.0))
+    white = torch.full((1, 3, 8, 8), 255, dtype=torch.uint8)
+    assert preprocess.normalize(white)[0, :, 0, 0].tolist() == pytest.approx([2.0, 1.0, 0.5])
+    batch = preprocess([ringed_crop(), ringed_crop(inner_bgr=(0, 0, 255))])
+    assert batch.shape == (2, 3, 8, 8) and batch.dtype == torch.float32
+    assert torch.equal(batch[0], preprocess.normalize(preprocess.crop_resize(ringed_crop())))
+
+
+def test_preprocess_round_trips_through_a_dict():
+    preprocess = Preprocess(input_size=96, face_fraction=0.8)
+    assert Preprocess.from_dict(preprocess.to_dict()) == preprocess
+
+
+def test_missing_and_corrupt_crops_name_the_file(tmp_path):
+    preprocess = Preprocess(input_size=32)
+    with pytest.raises(DataError, match="gone.jpg: crop file is missing"):
+        read_crop(tmp_path / "gone.jpg", preprocess)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(DataError, match="broken.jpg: crop file is corrupt"):
+        read_crop(broken, preprocess)
+    good = tmp_path / "good.jpg"
+    cv2.imwrite(str(good), ringed_crop())
+    assert read_crop(good, preprocess).shape == (3, 32, 32)
+
+
+def test_labelled_faces_drops_unknown_and_refuses_empty_manifests():
+    import pandas as pd
+
+    manifest = pd.DataFrame({"label": ["REAL", "FAKE", "unknown"], "group": ["a", "a", "b"]})
+    rows, n_unknown = labelled_faces(manifest, "m.csv")
+    assert rows["label"].tolist() == ["REAL", "FAKE"] and n_unknown == 1
+    with pytest.raises(DataError, match="lists no faces"):
+        labelled_faces(manifest.iloc[:0], "m.csv")
+    with pytest.raises(DataError, match="none of its 1 faces has a REAL/FAKE label"):
+        labelled_faces(manifest.iloc[2:], "m.csv")
+    with pytest.raises(DataError, match="unexpected label"):
+        labelled_faces(manifest.assign(label=["REAL", "maybe", "FAKE"]), "m.csv")
+
+
+# -- augmentation --------------------------------------------------------------------------------
+def test_augment_presets_and_names():
+    assert parse_augment("none") == []
+    assert parse_augment("all") == list(AUGMENTATIONS)
+    assert set(parse_augment("seeds")) == {"flip", "affine", "grayscale", "channel-shuffle", "noise"}
+    assert set(parse_augment("field")) == {"color-jitter", "blur", "downscale", "jpeg"}
+    assert parse_augment("jpeg,flip") == ["flip", "jpeg"]  # one fixed order
+    assert set(AUGMENT_PRESETS["all"]) == set(AUGMENTATIONS)
+    with pytest.raises(UsageError, match="unknown augmentation 'sepia'"):
+        parse_augment("flip,sepia")
+    assert build_augment([]) is None
+
+
+@pytest.mark.parametrize("name", list(AUGMENTATIONS))
+def test_each_augmentation_keeps_shape_and_range(name, astronaut):
+    image = Preprocess(input_size=64).crop_resize(astronaut)
+    augment = build_augment([name])
+    torch.manual_seed(0)
+    outputs = [_as_float(augment(image)) for _ in range(100)]
+    assert all(out.shape == image.shape and 0.0 <= out.min() and out.max() <= 1.0 for out in outputs)
+    changed = [not torch.allclose(out, _as_float(image), atol=1e-6) for out in outputs]
+    assert any(changed) and not all(changed)  # applied at random, to some images only
+
+
+def _as_float(image):
+    """uint8 images as floats in [0, 1]; float images (after noise) as they are."""
+    return image.float() / 255 if image.dtype == torch.uint8 else image
+
+
+def test_augmentation_is_reproducible_from_the_seed(astronaut):
+    image = Preprocess(input_size=64).crop_resize(astronaut)
+    augment = build_augment(parse_augment("all"))
+    torch.manual_seed(3)
+    first = [augment(image) for _ in range(5)]
+    torch.manual_seed(3)
+    second = [augment(image) for _ in range(5)]
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+def saved_checkpoint(tmp_path, name="resnet", **extra):
+    torch.manual_seed(1)
+    model = create_model(name).eval()
+    checkpoint = make_checkpoint(model, Preprocess(model.input_size), train_config={"lr": 0.001},
+                                 split={"train": ["g1"], "val": ["g2"], "test": ["g3"]}, epoch=3,
+                                 val_metrics={"frame": {"roc_auc": 0.7}}, **extra)
+    path = tmp_path / f"{name}.pt"
+    save_checkpoint(checkpoint, path)
+    return model, path
+
+
+def test_checkpoint_is_self_describing_and_loads_weights_only(tmp_path):
+    model, path = saved_checkpoint(tmp_path)
+    raw = torch.load(path, weights_only=True)
+    assert raw["net"] == "resnet" and raw["input_size"] == 112 and raw["classes"] == list(CLASSES)
+    assert raw["net_kwargs"]["depths"] == [1, 1, 1, 1] and raw["preprocess"]["face_fraction"] == FACE_FRACTION
+    assert raw["split"]["test"] == ["g3"] and raw["val_metrics"]["frame"]["roc_auc"] == 0.7
+    assert "optimizer" not in raw
+
+    loaded = load_checkpoint(path)
+    assert loaded.net == "resnet" and loaded.epoch == 3 and loaded.preprocess == Preprocess(112)
+    images = torch.randn(3, 3, 112, 112)
+    with torch.no_grad():
+        assert torch.equal(loaded.build_model()(images), model(images))
+
+
+def test_corrupt_and_foreign_checkpoints_are_refused(tmp_path):
+    _, path = saved_checkpoint(tmp_path)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(DataError, match="truncated.pt: corrupt or not a PyTorch checkpoint"):
+        load_checkpoint(truncated)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
+    with pytest.raises(DataError, match="not a checkpoint of this project"):
+        load_checkpoint(foreign)
+    with pytest.raises(UsageError, match="not found"):
+        load_checkpoint(tmp_path / "nowhere.pt")
+
+
+def test_a_checkpoint_of_another_net_is_refused(tmp_path):
+    _, path = saved_checkpoint(tmp_path, "lenet")
+    with pytest.raises(UsageError, match="holds a lenet net, not resnet"):
+        load_checkpoint(path, net="resnet")
+    state = torch.load(path, weights_only=True)
+    state["net"] = "resnet"  # weights of one net under another's name
+    torch.save(state, path)
+    with pytest.raises(DataError, match="lenet.pt: net 'resnet' cannot be built"):
+        load_checkpoint(path).build_model()
+    state["net_kwargs"] = {}  # the right arguments, the wrong weights
+    torch.save(state, path)
+    with pytest.raises(DataError, match="its weights do not fit a resnet net"):
+        load_checkpoint(path).build_model()
