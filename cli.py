@@ -292,8 +292,10 @@ def build_ensemble(members, faces, out, combiner, aggregator, target_fpr):
               help="Requests that may wait for a worker; beyond that the server answers 503.")
 @click.option("--ensemble", "ensemble_file", type=click.Path(path_type=Path), default=None,
               help="Ensemble file [default: the shipped models].")
+@click.option("--upload-dir", type=click.Path(path_type=Path), default=None,
+              help="Where uploads are held while classified [default: a new temporary directory].")
 @click.option("--device", default=None, help="torch device [default: cuda when available].")
-def serve(host, port, max_upload_mb, workers, queue_size, ensemble_file, device):
+def serve(host, port, max_upload_mb, workers, queue_size, ensemble_file, upload_dir, device):
     """Serve the upload page and the JSON API (POST /api/v1/classify, GET /api/v1/health, /api/v1/models)."""
     import uvicorn
 
@@ -301,7 +303,8 @@ def serve(host, port, max_upload_mb, workers, queue_size, ensemble_file, device)
     from web.app import ServerConfig, create_app
 
     app = create_app(Ensemble.load(ensemble_file, device=device),
-                     ServerConfig(max_upload_mb=max_upload_mb, workers=workers, queue_size=queue_size))
+                     ServerConfig(max_upload_mb=max_upload_mb, workers=workers, queue_size=queue_size,
+                                  tmp_dir=upload_dir))
     click.echo(f"serving on http://{host}:{port}/  (API docs at /docs)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
