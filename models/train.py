@@ -199,6 +199,7 @@ def fit(config: TrainConfig, progress: bool = True, report: Callable[[str], None
     table = read_split(split_path) if split_path else split_groups(rows, config.fractions, config.seed)
     rows["split"] = assign_splits(rows, table, str(split_path or "split"))
     check_split(rows)
+    seed_everything(config.seed)  # the initial weights
     model = create_model(config.net, **config.net_kwargs).to(device, memory_format=torch.channels_last)
     preprocess = Preprocess(model.input_size)
     images = load_crops(rows["crop_file"].tolist(), preprocess, threads=threads, progress=progress)

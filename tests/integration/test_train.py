@@ -1,0 +1,272 @@
+"""train and evaluate end to end on small real face caches (made by the real extract, MTCNN included)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cli import main
+from models import model_names
+from models.train import TrainConfig, fit
+from pipeline.cache import load_manifest
+from pipeline.extract import ExtractConfig, extract
+from tests.conftest import shared_data
+
+RUN_FILES = {"checkpoint_best.pt", "checkpoint_last.pt", "metrics.json", "split.csv", "config.json", "curves.png",
+             "roc_test.png"}
+
+
+def cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def make_cache(images: dict[str, tuple[np.ndarray | Path, str, str]], folder: Path) -> Path:
+    """Extract `images` ({file name: (BGR image or a file to link, label, group)}) into a face cache."""
+    inputs = folder / "inputs"
+    inputs.mkdir(parents=True)
+    for name, (image, _, _) in images.items():
+        if isinstance(image, Path):
+            (inputs / name).symlink_to(image)
+        else:
+            cv2.imwrite(str(inputs / name), image)
+    labels = folder / "labels.csv"
+    pd.DataFrame([(name, label, group) for name, (_, label, group) in images.items()],
+                 columns=["file", "label", "group"]).to_csv(labels, index=False)
+    summary = extract([inputs], ExtractConfig(out_dir=folder / "faces", workers=1, labels_csv=labels), progress=False)
+    assert summary.ok == len(images), summary.lines()
+    return summary.cache_dir
+
+
+ASTRONAUT_FACE = (181, 62, 268, 172)  # where MTCNN finds the face in the 512x512 photo
+
+
+def astronaut_variation(astronaut: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, tuple]:
+    """A 256x256 window around the astronaut's face (shifted, zoomed, lit differently), and the face box in it."""
+    side = int(rng.integers(260, 360))
+    x, y = int(rng.integers(max(0, 288 - side), 162)), int(rng.integers(0, 43))
+    scale = 256 / side
+    image = cv2.resize(astronaut[y : y + side, x : x + side], (256, 256), interpolation=cv2.INTER_AREA)
+    image = np.clip(image * rng.uniform(0.75, 1.2), 0, 255).astype(np.uint8)
+    x1, y1, x2, y2 = ASTRONAUT_FACE
+    return image, (int((x1 - x) * scale), int((y1 - y) * scale), int((x2 - x) * scale), int((y2 - y) * scale))
+
+
+def crude_fake(image: np.ndarray, box: tuple) -> np.ndarray:
+    """A crude manipulation: the face blurred and tinted."""
+    x1, y1, x2, y2 = box
+    fake = image.copy()
+    face = cv2.GaussianBlur(fake[y1:y2, x1:x2], (0, 0), 2.5) * np.array([1.0, 0.9, 1.15])
+    fake[y1:y2, x1:x2] = np.clip(face, 0, 255).astype(np.uint8)
+    return fake
+
+
+@pytest.fixture(scope="module")
+def astronaut_faces(tmp_path_factory, astronaut) -> Path:
+    """Always available: 12 groups, each a REAL variation of the astronaut and a crude FAKE of it."""
+    rng = np.random.default_rng(0)
+    images = {}
+    for group in range(12):
+        real, face = astronaut_variation(astronaut, rng)
+        images[f"g{group:02d}_real.jpg"] = (real, "REAL", f"group{group:02d}")
+        images[f"g{group:02d}_fake.jpg"] = (crude_fake(real, face), "FAKE", f"group{group:02d}")
+    return make_cache(images, tmp_path_factory.mktemp("astronaut"))
+
+
+@pytest.fixture(scope="module")
+def dfdc_faces(tmp_path_factory) -> Path:
+    """Real DFDC face crops: 12 identity groups, each an original (REAL) and one of its fakes."""
+    source = shared_data("dfdc_faces")
+    metadata = pd.read_csv(source / "metadata.csv").sort_values("file")
+    fakes = metadata[metadata["label"] == "FAKE"].drop_duplicates("group").set_index("group")
+    reals = metadata[(metadata["label"] == "REAL") & metadata["group"].isin(fakes.index)].head(12)
+    images = {}
+    for real in reals.itertuples():
+        fake = fakes.loc[real.group]
+        images[real.file] = (source / "faces" / real.file, "REAL", real.group)
+        images[fake.file] = (source / "faces" / fake.file, "FAKE", real.group)
+    return make_cache(images, tmp_path_factory.mktemp("dfdc"))
+
+
+@pytest.fixture(scope="module")
+def lenet_run(astronaut_faces, tmp_path_factory) -> Path:
+    """A finished two-epoch LeNet run on the astronaut cache."""
+    run_dir = tmp_path_factory.mktemp("runs") / "lenet"
+    result = cli("train", "--net", "lenet", "--faces", astronaut_faces, "--out", run_dir, "--epochs", 2,
+                 "--batch-size", 8, "--quiet")
+    assert result.exit_code == 0, result.output
+    return run_dir
+
+
+def fingerprint(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+# -- training writes what it promises ----------------------------------------------------------------
+@pytest.mark.parametrize("net", model_names())
+def test_one_epoch_on_real_dfdc_faces(net, dfdc_faces, tmp_path):
+    run_dir = tmp_path / "run"
+    result = cli("train", "--net", net, "--faces", dfdc_faces, "--out", run_dir, "--epochs", 1, "--batch-size", 8,
+                 "--quiet")
+    assert result.exit_code == 0, result.output
+    assert RUN_FILES <= {p.name for p in run_dir.iterdir()}
+    lines = result.output.splitlines()
+    assert lines[0].startswith("epoch 1/1: train loss")
+    assert any(line.startswith("train (") for line in lines) and any(line.startswith("val   (") for line in lines)
+    assert any(line.startswith("test  (") for line in lines)
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["net"] == net and [e["epoch"] for e in metrics["epochs"]] == [1] and metrics["best_epoch"] == 1
+    for level in ("frame", "video"):
+        test = metrics["test"][level]
+        assert {"accuracy", "precision", "recall", "f1", "specificity", "roc_auc", "eer", "average_precision",
+                "log_loss", "confusion_matrix"} <= set(test)
+        assert test["n"] == sum(map(sum, test["confusion_matrix"])) and test["n_real"] > 0 and test["n_fake"] > 0
+        assert 0.0 <= test["roc_auc"] <= 1.0
+    assert metrics["test"]["frame"]["n"] == metrics["split_sizes"]["test"]["faces"]
+
+    best = torch.load(run_dir / "checkpoint_best.pt", weights_only=True)
+    assert best["net"] == net and best["classes"] == ["REAL", "FAKE"] and best["epoch"] == 1
+    assert best["input_size"] == {"lenet": 64, "minivgg": 96, "resnet": 112}[net]
+    assert set(best["preprocess"]) == {"input_size", "face_fraction", "mean", "std"}
+    assert best["train_config"]["epochs"] == 1 and best["val_metrics"]["frame"]["n"] > 0
+    assert sum(map(len, best["split"].values())) == 12
+    assert "optimizer" not in best and "optimizer" in torch.load(run_dir / "checkpoint_last.pt", weights_only=True)
+    for plot in ("curves.png", "roc_test.png"):
+        image = cv2.imread(str(run_dir / plot))
+        assert image is not None and image.shape[0] > 300 and image.std() > 10
+
+
+def test_the_split_is_disjoint_by_group(lenet_run, astronaut_faces):
+    manifest, _ = load_manifest(astronaut_faces)
+    split = pd.read_csv(lenet_run / "split.csv", dtype=str)
+    assert split["group"].is_unique and set(split["split"]) == {"train", "val", "test"}
+    manifest["split"] = manifest["group"].map(dict(zip(split["group"], split["split"])))
+    assert manifest["split"].notna().all()
+    groups = {name: set(manifest.loc[manifest["split"] == name, "group"]) for name in ("train", "val", "test")}
+    assert not (groups["train"] & groups["val"] or groups["train"] & groups["test"] or groups["val"] & groups["test"])
+    assert (manifest.groupby("video_id")["split"].nunique() == 1).all()
+    checkpoint = torch.load(lenet_run / "checkpoint_best.pt", weights_only=True)
+    assert {name: set(members) for name, members in checkpoint["split"].items()} == groups
+
+
+def test_evaluate_reproduces_the_test_metrics_of_the_run(lenet_run, astronaut_faces):
+    result = cli("evaluate", "--checkpoint", lenet_run / "checkpoint_best.pt", "--faces", astronaut_faces,
+                 "--split", "test", "--json", "--quiet")
+    assert result.exit_code == 0, result.output
+    scored = json.loads(result.output)
+    expected = json.loads((lenet_run / "metrics.json").read_text())["test"]
+    for level in ("frame", "video"):
+        assert scored[level] == pytest.approx(expected[level], rel=1e-6, abs=1e-9)
+
+    everything = cli("evaluate", "--checkpoint", lenet_run / "checkpoint_best.pt", "--faces", astronaut_faces,
+                     "--quiet")
+    assert everything.exit_code == 0, everything.output
+    assert "frame level: AUC" in everything.output and "video level: AUC" in everything.output
+    assert "not a held-out estimate" in everything.output  # most of these faces were trained on
+
+
+def test_resume_continues_from_the_saved_epoch(lenet_run, astronaut_faces, tmp_path):
+    run_dir = tmp_path / "interrupted"
+    config = TrainConfig(net="lenet", faces=astronaut_faces, run_dir=run_dir, epochs=2, batch_size=8)
+
+    def interrupt_after_epoch_1(line):
+        if line.startswith("epoch 1/"):
+            raise KeyboardInterrupt  # as Ctrl-C right after the epoch's checkpoint
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, progress=False, report=interrupt_after_epoch_1)
+    assert torch.load(run_dir / "checkpoint_last.pt", weights_only=True)["epoch"] == 1
+
+    result = cli("train", "--resume", "--out", run_dir, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == f"resuming {run_dir} after epoch 1"
+    assert result.output.splitlines()[1].startswith("epoch 2/2:")
+
+    resumed = json.loads((run_dir / "metrics.json").read_text())
+    straight = json.loads((lenet_run / "metrics.json").read_text())  # the same run, never interrupted
+    assert [e["epoch"] for e in resumed["epochs"]] == [1, 2]
+    assert [e["val"]["frame"]["log_loss"] for e in resumed["epochs"]] == \
+        pytest.approx([e["val"]["frame"]["log_loss"] for e in straight["epochs"]], rel=1e-6)
+    weights = torch.load(run_dir / "checkpoint_last.pt", weights_only=True)["model"]
+    reference = torch.load(lenet_run / "checkpoint_last.pt", weights_only=True)["model"]
+    assert all(torch.allclose(weights[key], reference[key], atol=1e-6) for key in reference)
+
+
+# -- bad input: a clear message, a non-zero exit, nothing written -------------------------------------
+def broken_copy(cache_dir: Path, folder: Path, how: str) -> tuple[Path, str]:
+    """A copy of the cache broken in one way, and the message expected."""
+    copy = folder / "faces"
+    shutil.copytree(cache_dir, copy)
+    manifest = pd.read_csv(copy / "manifest.csv", dtype=str)
+    if how == "empty":
+        manifest.iloc[:0].to_csv(copy / "manifest.csv", index=False)
+        return copy, "the manifest lists no faces"
+    if how == "one class":
+        manifest.assign(label="REAL").to_csv(copy / "manifest.csv", index=False)
+        return copy, "are REAL; training needs REAL and FAKE faces"
+    if how == "unlabelled":
+        manifest.assign(label="unknown").to_csv(copy / "manifest.csv", index=False)
+        return copy, "none of its 24 faces has a REAL/FAKE label"
+    victim = copy / manifest["crop_path"].iloc[5]
+    if how == "missing crop":
+        victim.unlink()
+        return copy, f"{victim}: crop file is missing"
+    victim.write_bytes(b"not a jpeg at all")
+    return copy, f"{victim}: crop file is corrupt"
+
+
+@pytest.mark.parametrize("how", ["empty", "one class", "unlabelled", "missing crop", "corrupt crop"])
+def test_bad_manifests_fail_clearly_and_write_nothing(how, astronaut_faces, tmp_path):
+    faces, message = broken_copy(astronaut_faces, tmp_path, how)
+    result = cli("train", "--net", "lenet", "--faces", faces, "--out", tmp_path / "run", "--quiet")
+    assert result.exit_code == 1
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_net_lists_the_known_ones(astronaut_faces, tmp_path):
+    result = cli("train", "--net", "alexnet", "--faces", astronaut_faces, "--out", tmp_path / "run")
+    assert result.exit_code == 2
+    assert "unknown net 'alexnet'; choose one of: lenet, minivgg, resnet" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_existing_run_is_never_overwritten(lenet_run, astronaut_faces):
+    before = fingerprint(lenet_run)
+    again = cli("train", "--net", "lenet", "--faces", astronaut_faces, "--out", lenet_run, "--quiet")
+    assert again.exit_code == 2 and "already holds a run" in again.output and "--resume" in again.output
+    other_net = cli("train", "--net", "resnet", "--resume", "--out", lenet_run, "--quiet")
+    assert other_net.exit_code == 2 and "holds a lenet net, not resnet" in other_net.output
+    assert fingerprint(lenet_run) == before
+
+
+def test_a_split_file_of_another_manifest_is_refused(astronaut_faces, tmp_path):
+    (tmp_path / "split.csv").write_text("group,split\nsomeone,train\nelse,val\nentirely,test\n")
+    result = cli("train", "--net", "lenet", "--faces", astronaut_faces, "--out", tmp_path / "run",
+                 "--split-file", tmp_path / "split.csv", "--quiet")
+    assert result.exit_code == 1 and "12 group(s) of the manifest have no split" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_refuses_bad_checkpoints(lenet_run, astronaut_faces, tmp_path):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes((lenet_run / "checkpoint_best.pt").read_bytes()[:3000])
+    result = cli("evaluate", "--checkpoint", corrupt, "--faces", astronaut_faces)
+    assert result.exit_code == 1 and "corrupt or not a PyTorch checkpoint" in result.output
+
+    missing = cli("evaluate", "--checkpoint", tmp_path / "missing.pt", "--faces", astronaut_faces)
+    assert missing.exit_code == 2 and "not found" in missing.output
+
+    state = torch.load(lenet_run / "checkpoint_best.pt", weights_only=True)
+    state["net"], state["net_kwargs"] = "minivgg", {}  # LeNet weights presented as a MiniVGG
+    torch.save(state, tmp_path / "renamed.pt")
+    renamed = cli("evaluate", "--checkpoint", tmp_path / "renamed.pt", "--faces", astronaut_faces)
+    assert renamed.exit_code == 1 and "its weights do not fit a minivgg net" in renamed.output
