@@ -16,7 +16,7 @@ import numpy as np
 from pipeline.crops import cut_square, square_crop_box
 from pipeline.detectors import Detection, FaceDetector, create_detector
 from pipeline.errors import UsageError
-from pipeline.media import Frame, MediaReader
+from pipeline.media import Frame, MediaReader, prefetch
 from pipeline.sampling import SamplingConfig
 
 
@@ -81,7 +81,7 @@ class FaceExtractor:
         """Yield each sampled frame with its face crops (possibly none), in frame order."""
         pad = self.config.image_pad if reader.info.media_type == "image" else 0.0
         batch: list[Frame] = []
-        for frame in reader.frames(self.config.sampling):
+        for frame in prefetch(reader.frames(self.config.sampling), depth=2 * self.config.batch_size):
             batch.append(frame)
             if len(batch) == self.config.batch_size:
                 yield from self._crop_batch(batch, pad)

@@ -29,3 +29,31 @@ def test_one_frame_is_the_middle_one():
 def test_invalid_sampling_is_a_usage_error(every, frames):
     with pytest.raises(UsageError):
         SamplingConfig(every=every, frames=frames)
+
+
+def test_prefetch_yields_everything_in_order_and_reraises():
+    from pipeline.media import prefetch
+
+    assert list(prefetch(range(100), depth=3)) == list(range(100))
+
+    def failing():
+        yield 1
+        raise ValueError("broken")
+
+    got = []
+    with pytest.raises(ValueError, match="broken"):
+        for item in prefetch(failing()):
+            got.append(item)
+    assert got == [1]
+
+
+def test_prefetch_stops_its_thread_when_the_consumer_stops():
+    import threading
+
+    from pipeline.media import prefetch
+
+    before = threading.active_count()
+    for item in prefetch(iter(range(10**9)), depth=2):
+        if item == 5:
+            break
+    assert threading.active_count() == before
