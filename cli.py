@@ -309,5 +309,31 @@ def serve(host, port, max_upload_mb, workers, queue_size, ensemble_file, upload_
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
+@main.command("evaluate-ensemble")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--ensemble", "ensemble_file", type=click.Path(path_type=Path), default=None,
+              help="Ensemble file [default: the shipped models].")
+@click.option("--labels", type=click.Path(path_type=Path), default=None,
+              help="CSV of labels (as for extract); otherwise metadata.json or real/fake folder names.")
+@click.option("--json", "as_json", is_flag=True, help="Print metrics and every verdict as JSON.")
+@click.option("--device", default=None)
+def evaluate_ensemble(paths, ensemble_file, labels, as_json, device):
+    """Classify labelled videos or images end to end and report AUC, accuracy etc. at the ensemble threshold."""
+    import json
+
+    from ensembles.ensemble import Ensemble
+    from ensembles.evaluate import evaluate_ensemble as run_evaluation
+    from models.metrics import describe
+
+    result = run_evaluation(list(paths), Ensemble.load(ensemble_file, device=device), labels, progress=not as_json)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    click.echo(describe(result.metrics))
+    click.echo(f"at threshold {result.metrics['threshold']:.4f}: confusion matrix [[TN, FP], [FN, TP]] = "
+               f"{result.metrics['confusion_matrix']}; no face: {result.n_no_face}, errors: {result.n_error}, "
+               f"unlabelled: {result.n_unlabelled}")
+
+
 if __name__ == "__main__":
     main()

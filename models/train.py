@@ -302,6 +302,8 @@ def prepare_run_dir(config: TrainConfig) -> tuple[TrainConfig, bool]:
         return replace(config, run_dir=run_dir, epochs=config.epochs or DEFAULT_EPOCHS), False
     if config.run_dir is None:
         raise UsageError("--resume needs --out RUN_DIR, the run to continue")
+    if not (config.run_dir / "checkpoint_last.pt").is_file():
+        raise UsageError(f"--resume: {config.run_dir} holds no checkpoint_last.pt to continue from")
     last = load_checkpoint(config.run_dir / "checkpoint_last.pt", net=config.net)
     if not (config.run_dir / "split.csv").is_file():
         raise DataError(f"{config.run_dir / 'split.csv'}: missing, the run cannot be resumed on the same split")

@@ -110,3 +110,21 @@ def test_default_models_on_dfdc_clips():
     verdicts = json_lines(result.output)
     assert len(verdicts) == 6
     assert all(v["verdict"] in ("REAL", "FAKE") and v["n_faces"] > 10 for v in verdicts)
+
+
+def test_evaluate_ensemble_on_labelled_folders(small_ensemble, astronaut, faceless_clip, tmp_path):
+    for label, image in (("real", astronaut), ("fake", cv2.flip(astronaut, 1)), ("fake", astronaut[:, ::-1][::1])):
+        folder = tmp_path / label
+        folder.mkdir(exist_ok=True)
+        cv2.imwrite(str(folder / f"{len(list(folder.iterdir()))}.jpg"), image)
+    shutil.copy(faceless_clip, tmp_path / "real" / "empty.mp4")
+    result = classify("evaluate-ensemble", tmp_path, "--ensemble", small_ensemble, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert (report["metrics"]["n_real"], report["metrics"]["n_fake"], report["no_face"]) == (1, 2, 1)
+    assert report["metrics"]["roc_auc"] is not None
+
+
+def test_evaluate_ensemble_without_labels_says_so(small_ensemble, face_clip):
+    result = classify("evaluate-ensemble", face_clip, "--ensemble", small_ensemble)
+    assert result.exit_code == 1 and "no labelled file" in result.output
