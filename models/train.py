@@ -188,17 +188,7 @@ def fit(config: TrainConfig, progress: bool = True, report: Callable[[str], None
     config, resumed = prepare_run_dir(config)
 
     # Everything that can fail on bad input happens before the first file is written.
-    manifest, cache_dir = load_manifest(config.faces)
-    rows, n_unknown = labelled_faces(manifest, str(cache_dir / "manifest.csv"))
-    if config.limit:
-        rows = subsample_groups(rows, config.limit, config.seed).reset_index(drop=True)
-    if rows["label"].nunique() < 2:
-        raise DataError(f"{cache_dir / 'manifest.csv'}: all {len(rows)} labelled faces are {rows['label'].iloc[0]}; "
-                        "training needs REAL and FAKE faces")
-    split_path = config.run_dir / "split.csv" if resumed else config.split_file
-    table = read_split(split_path) if split_path else split_groups(rows, config.fractions, config.seed)
-    rows["split"] = assign_splits(rows, table, str(split_path or "split"))
-    check_split(rows)
+    rows, table, cache_dir, n_unknown = split_faces(config, resumed)
     seed_everything(config.seed)  # the initial weights
     model = create_model(config.net, **config.net_kwargs).to(device, memory_format=torch.channels_last)
     preprocess = Preprocess(model.input_size)
@@ -215,24 +205,14 @@ def fit(config: TrainConfig, progress: bool = True, report: Callable[[str], None
         write_atomic(config.run_dir / "config.json", json.dumps(run_config, indent=2).encode())
         write_split(table, config.run_dir / "split.csv")
 
-    train_rows = rows.iloc[parts["train"]]
-    y_train = labels_of(train_rows)
-    dataset = FaceDataset(images[parts["train"]], y_train, build_augment(parse_augment(config.augment)))
-    generator = torch.Generator()
-    sampler = None
-    if config.balance == "sampler":
-        class_weight = 1.0 / np.bincount(y_train.astype(int), minlength=2)
-        sampler = WeightedRandomSampler(class_weight[y_train.astype(int)], len(y_train), generator=generator)
-    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler,
-                        generator=generator, drop_last=len(dataset) > config.batch_size,
-                        num_workers=config.workers, pin_memory=device.type == "cuda")
+    y_train = labels_of(rows.iloc[parts["train"]])
+    generator = torch.Generator()  # reseeded every epoch: shuffling and sampling
+    loader = make_loader(images[parts["train"]], y_train, config, generator, device)
     pos_weight = float((y_train == 0).sum() / max(1, (y_train == 1).sum())) if config.balance == "loss" else 1.0
     criterion = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight, device=device))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    total_steps = config.epochs * len(loader)
-    warmup_steps = min(int(config.warmup_epochs * len(loader)), total_steps // 2)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, warmup_steps, total_steps))
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+    scheduler = make_scheduler(optimizer, config, steps_per_epoch=len(loader))
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")  # mixed precision on CUDA only
 
     history, best_score, best_epoch, bad_epochs, stopped = [], None, 0, 0, False
     if resumed:
@@ -274,7 +254,7 @@ def fit(config: TrainConfig, progress: bool = True, report: Callable[[str], None
             history=history, best_score=best_score, best_epoch=best_epoch, bad_epochs=bad_epochs,
             stopped_early=stopped), config.run_dir / "checkpoint_last.pt")
         write_metrics(config.run_dir, config.net, sizes, history, best_epoch, stopped, test=None, notes=notes)
-        plot_curves(history, config.run_dir / "curves.png", title=f"{config.net}: {config.run_dir.name}")
+        plot_curves(history, config.run_dir / "curves.png", title=f"{config.net} ({config.run_dir})")
         report(epoch_line(history[-1], config.epochs))
 
     best = load_checkpoint(config.run_dir / "checkpoint_best.pt", net=config.net)
@@ -284,13 +264,50 @@ def fit(config: TrainConfig, progress: bool = True, report: Callable[[str], None
     y_test = labels_of(test_rows)
     test_metrics = frame_and_video_metrics(test_rows["video_id"], y_test, p_test, name="test")
     write_metrics(config.run_dir, config.net, sizes, history, best_epoch, stopped, test=test_metrics, notes=notes)
-    plot_test_roc(test_rows["video_id"], y_test, p_test, config.run_dir / "roc_test.png", f"{config.net}: test split")
+    plot_test_roc(test_rows["video_id"], y_test, p_test, config.run_dir / "roc_test.png",
+                  f"{config.net} ({config.run_dir}): test split")
     return TrainResult(run_dir=config.run_dir, net=config.net, epochs_run=len(history), best_epoch=best_epoch,
                        stopped_early=stopped, seconds=time.perf_counter() - started, split_sizes=sizes,
                        best=history[best_epoch - 1], test=test_metrics, notes=notes)
 
 
 # -- helpers -----------------------------------------------------------------------------------------
+def split_faces(config: TrainConfig, resumed: bool) -> tuple[pd.DataFrame, pd.DataFrame, Path, int]:
+    """The labelled faces with their `split` column, the split table, the cache dir, the unknown-label count."""
+    manifest, cache_dir = load_manifest(config.faces)
+    rows, n_unknown = labelled_faces(manifest, str(cache_dir / "manifest.csv"))
+    if config.limit:
+        rows = subsample_groups(rows, config.limit, config.seed).reset_index(drop=True)
+    if rows["label"].nunique() < 2:
+        raise DataError(f"{cache_dir / 'manifest.csv'}: all {len(rows)} labelled faces are {rows['label'].iloc[0]}; "
+                        "training needs REAL and FAKE faces")
+    split_path = config.run_dir / "split.csv" if resumed else config.split_file
+    table = read_split(split_path) if split_path else split_groups(rows, config.fractions, config.seed)
+    rows["split"] = assign_splits(rows, table, str(split_path or "split"))
+    check_split(rows)
+    return rows, table, cache_dir, n_unknown
+
+
+def make_loader(images: torch.Tensor, labels: np.ndarray, config: TrainConfig, generator: torch.Generator,
+                device: torch.device) -> DataLoader:
+    """Augmented training batches, shuffled or (balance=sampler) drawn with class weights."""
+    dataset = FaceDataset(images, labels, build_augment(parse_augment(config.augment)))
+    sampler = None
+    if config.balance == "sampler":
+        class_weight = 1.0 / np.bincount(labels.astype(int), minlength=2)
+        sampler = WeightedRandomSampler(class_weight[labels.astype(int)], len(labels), generator=generator)
+    return DataLoader(dataset, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler,
+                      generator=generator, drop_last=len(dataset) > config.batch_size, num_workers=config.workers,
+                      pin_memory=device.type == "cuda")
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
+    """Per-step learning rate: linear warm-up, then cosine decay over all epochs."""
+    total_steps = config.epochs * steps_per_epoch
+    warmup_steps = min(int(config.warmup_epochs * steps_per_epoch), total_steps // 2)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, warmup_steps, total_steps))
+
+
 def prepare_run_dir(config: TrainConfig) -> tuple[TrainConfig, bool]:
     """The config to run and whether it resumes; refuses to overwrite another run's files."""
     if not config.resume:

@@ -5,6 +5,7 @@ by decoding it, never by its extension, so an image named `.mp4` is read as an i
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import queue
@@ -123,17 +124,141 @@ def _read_image(path: Path) -> np.ndarray | None:
     return cv2.imread(str(path), cv2.IMREAD_COLOR)
 
 
+class _OpenCVVideo:
+    """Video decoding through OpenCV: grab() every frame, retrieve() only the kept ones."""
+
+    name = "opencv"
+
+    def __init__(self, path: Path):
+        self.path = path
+        capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+        if not capture.isOpened():
+            capture.release()
+            raise MediaError(f"{path}: not a readable video or image (the decoder could not open it)")
+        capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)  # upright portrait phone videos
+        self._capture = capture
+        self.width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        self.height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        self.fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.frame_count = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+
+    def decode(self, wanted, last: int | None) -> Iterator[tuple[int, np.ndarray]]:
+        index = 0
+        while last is None or index <= last:
+            if not self._capture.grab():
+                break
+            if wanted(index):
+                ok, image = self._capture.retrieve()
+                if ok and image is not None:
+                    yield index, image
+                else:
+                    log.warning("%s: frame %d could not be decoded, skipped", self.path, index)
+            index += 1
+        self.frames_decoded = index
+
+    def count_frames(self) -> int:
+        counter = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
+        count = 0
+        while counter.grab():
+            count += 1
+        counter.release()
+        return count
+
+    def close(self) -> None:
+        self._capture.release()
+
+
+class _PyAVVideo:
+    """Video decoding through PyAV (FFmpeg). Frames nobody asked for are not decoded at all when the
+    codec allows it (non-reference frames are skipped); the kept frames are pixel-identical to OpenCV's.
+    """
+
+    name = "pyav"
+
+    def __init__(self, path: Path):
+        import av
+
+        self.path = path
+        try:
+            self._container = av.open(str(path))
+            streams = self._container.streams.video
+            if not streams:
+                self._container.close()
+                raise MediaError(f"{path}: the file holds no video stream")
+        except av.error.FFmpegError:
+            raise MediaError(f"{path}: not a readable video or image (the decoder could not open it)") from None
+        self._stream = streams[0]
+        context = self._stream.codec_context
+        self.width, self.height = int(context.width), int(context.height)
+        self.fps = float(self._stream.average_rate or self._stream.guessed_rate or 0.0)
+        self.frame_count = int(self._stream.frames or 0)
+        self._base = self._stream.start_time or 0
+        self.frames_decoded = 0
+
+    def _index(self, pts) -> int | None:
+        if pts is None or not self.fps:
+            return None
+        return int(round(float((pts - self._base) * self._stream.time_base) * self.fps))
+
+    def decode(self, wanted, last: int | None) -> Iterator[tuple[int, np.ndarray]]:
+        import av
+
+        context = self._stream.codec_context
+        counted = 0  # fallback index when timestamps are missing
+        done: set[int] = set()
+        try:
+            for packet in self._container.demux(self._stream):
+                index = self._index(packet.pts)
+                # let the decoder drop what nobody needs (reference frames are always decoded)
+                context.skip_frame = "DEFAULT" if index is None or wanted(index) else "NONREF"
+                for frame in packet.decode():
+                    index = self._index(frame.pts)
+                    index = counted if index is None else index
+                    counted += 1
+                    self.frames_decoded = max(self.frames_decoded, index + 1)
+                    if last is not None and index > last:
+                        return
+                    if wanted(index) and index not in done:
+                        done.add(index)
+                        yield index, _upright(frame.to_ndarray(format="bgr24"), frame.rotation)
+        except av.error.FFmpegError as exc:  # damaged data: keep what was decoded
+            log.warning("%s: decoding stopped early (%s)", self.path, exc)
+
+    def count_frames(self) -> int:
+        return self.frame_count or _OpenCVVideo(self.path).count_frames()
+
+    def close(self) -> None:
+        self._container.close()
+
+
+def _upright(image: np.ndarray, rotation: int | float | None) -> np.ndarray:
+    """Apply a display-matrix rotation (degrees, counter-clockwise) as OpenCV's auto-orientation does."""
+    turns = int(round((rotation or 0) / 90.0)) % 4
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+
+
+def _pyav_available() -> bool:
+    return importlib.util.find_spec("av") is not None
+
+
+DECODERS = ("auto", "pyav", "opencv")
+
+
 class MediaReader:
     """Open a video or image file and yield its sampled frames.
 
-    Videos are stepped with `grab()` and only kept frames are decoded with `retrieve()` (no seeking).
+    Videos are stepped forward without seeking and only kept frames are converted to pixels; with PyAV
+    (the default when installed) frames nobody needs are not even decoded when the codec allows it.
     Rotation metadata is honoured, so portrait phone videos come out upright.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, decoder: str = "auto"):
         self.path = Path(path)
-        self._capture = None
+        self._video = None
         self._image = None
+        self.frames_decoded = 0
+        if decoder not in DECODERS:
+            raise ValueError(f"unknown decoder {decoder!r}; choose one of {DECODERS}")
         _check_readable(self.path)
         image = _read_image(self.path)
         if image is not None:
@@ -141,21 +266,24 @@ class MediaReader:
             height, width = image.shape[:2]
             self.info = MediaInfo("image", width, height, 0.0, 1)
             return
-        capture = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
-        if not capture.isOpened():
-            capture.release()
-            raise MediaError(f"{self.path}: not a readable video or image (the decoder could not open it)")
-        capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)  # upright portrait phone videos
-        self._capture = capture
-        width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
-        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
-        frame_count = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
-        if width <= 0 or height <= 0:
+        if decoder == "opencv" or (decoder == "auto" and not _pyav_available()):
+            self._video = _OpenCVVideo(self.path)
+        else:
+            try:
+                self._video = _PyAVVideo(self.path)
+            except MediaError:
+                if decoder == "pyav":
+                    raise
+                self._video = _OpenCVVideo(self.path)  # a second opinion before giving up
+        video = self._video
+        if video.width <= 0 or video.height <= 0:
             self.close()
             raise MediaError(f"{self.path}: the video has no decodable picture stream")
-        self.info = MediaInfo("video", width, height, fps, frame_count)
-        self.frames_decoded = 0
+        self.info = MediaInfo("video", video.width, video.height, video.fps, video.frame_count)
+
+    @property
+    def decoder(self) -> str:
+        return self._video.name if self._video is not None else "image"
 
     def __enter__(self) -> "MediaReader":
         return self
@@ -164,9 +292,9 @@ class MediaReader:
         self.close()
 
     def close(self) -> None:
-        if self._capture is not None:
-            self._capture.release()
-            self._capture = None
+        if self._video is not None:
+            self._video.close()
+            self._video = None
 
     def frames(self, sampling: SamplingConfig) -> Iterator[Frame]:
         """Yield the sampled frames in order. Raises MediaError when no frame at all can be decoded."""
@@ -174,26 +302,21 @@ class MediaReader:
             yield Frame(0, 0.0, self._image)
             return
         if sampling.every is not None:
-            keep = None
+            every = sampling.every
+
+            def wanted(index: int) -> bool:
+                return index % every == 0
+
             last = None
         else:
             keep = set(sample_indices(self._count_frames(), sampling))
+            wanted = keep.__contains__
             last = max(keep) if keep else -1
-        index = 0
         yielded = 0
-        while last is None or index <= last:
-            if not self._capture.grab():
-                break
-            wanted = index % sampling.every == 0 if keep is None else index in keep
-            if wanted:
-                ok, image = self._capture.retrieve()
-                if ok and image is not None:
-                    yielded += 1
-                    yield Frame(index, self._timestamp(index), image)
-                else:
-                    log.warning("%s: frame %d could not be decoded, skipped", self.path, index)
-            index += 1
-        self.frames_decoded = index
+        for index, image in self._video.decode(wanted, last):
+            yielded += 1
+            yield Frame(index, self._timestamp(index), image)
+        self.frames_decoded = self._video.frames_decoded
         if yielded == 0:
             raise MediaError(f"{self.path}: no frame could be decoded (corrupt or truncated video)")
 
@@ -205,17 +328,8 @@ class MediaReader:
         return ""
 
     def _timestamp(self, index: int) -> float:
-        if self.info.fps > 0:
-            return round(index / self.info.fps, 4)
-        return round(float(self._capture.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0, 4)
+        return round(index / self.info.fps, 4) if self.info.fps > 0 else 0.0
 
     def _count_frames(self) -> int:
-        """The announced frame count, or a counting pass with grab() when the container has none."""
-        if self.info.frame_count > 0:
-            return self.info.frame_count
-        counter = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
-        count = 0
-        while counter.grab():
-            count += 1
-        counter.release()
-        return count
+        """The announced frame count, or a counting pass when the container has none."""
+        return self.info.frame_count if self.info.frame_count > 0 else self._video.count_frames()

@@ -1,0 +1,46 @@
+"""The two video decoders give the same frames (indices, timestamps and pixels)."""
+import numpy as np
+import pytest
+
+from pipeline.errors import MediaError
+from pipeline.media import MediaReader
+from pipeline.sampling import SamplingConfig
+from tests.conftest import sample_frames, set_mp4_rotation, shared_data, write_video
+
+
+def frames_of(path, decoder, sampling):
+    with MediaReader(path, decoder=decoder) as reader:
+        assert reader.decoder == decoder
+        return [(f.index, f.timestamp, f.image) for f in reader.frames(sampling)]
+
+
+def assert_same(path, sampling=SamplingConfig(every=10)):
+    pyav, opencv = frames_of(path, "pyav", sampling), frames_of(path, "opencv", sampling)
+    assert [(i, t) for i, t, _ in pyav] == [(i, t) for i, t, _ in opencv]
+    assert all(np.array_equal(a, b) for (_, _, a), (_, _, b) in zip(pyav, opencv))
+    return pyav
+
+
+def test_same_frames_every_nth_and_k_evenly_spaced(face_clip):
+    assert [i for i, _, _ in assert_same(face_clip)] == [0, 10, 20]
+    assert [i for i, _, _ in assert_same(face_clip, SamplingConfig(every=None, frames=4))] == [0, 10, 19, 29]
+
+
+def test_same_frames_on_a_rotated_phone_clip(tmp_path):
+    clip = write_video(tmp_path / "phone.mp4", [np.ascontiguousarray(np.rot90(f, 1)) for f in sample_frames(12, 640, 360)])
+    set_mp4_rotation(clip, 90)
+    frames = assert_same(clip, SamplingConfig(every=5))
+    assert frames[0][2].shape == (360, 640, 3)
+
+
+def test_same_frames_on_dfdc_h264_clips():
+    for clip in sorted(shared_data("dfdc_videos").glob("*.mp4"))[:2]:
+        assert len(assert_same(clip)) == 30
+
+
+@pytest.mark.parametrize("decoder", ["pyav", "opencv"])
+def test_text_file_is_refused_by_both(decoder, tmp_path):
+    path = tmp_path / "x.mp4"
+    path.write_text("no video here\n" * 20)
+    with pytest.raises(MediaError, match="not a readable video"):
+        MediaReader(path, decoder=decoder)
