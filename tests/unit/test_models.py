@@ -1,6 +1,8 @@
 """The nets, their registry, the shared preprocessing, augmentation and checkpoints."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -244,3 +246,23 @@ def test_a_checkpoint_of_another_net_is_refused(tmp_path):
     torch.save(state, path)
     with pytest.raises(DataError, match="its weights do not fit a resnet net"):
         load_checkpoint(path).build_model()
+
+
+# -- the shipped weights ---------------------------------------------------------------------------
+WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "weights"
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_shipped_weights_load_and_score(name, astronaut):
+    checkpoint = load_checkpoint(WEIGHTS / f"{name}.pt", net=name)
+    raw = torch.load(WEIGHTS / f"{name}.pt", weights_only=True)
+    assert "optimizer" not in raw and raw["val_metrics"]["frame"]["roc_auc"] > 0.6
+    assert not set(raw["split"]["train"]) & set(raw["split"]["test"])
+    model = checkpoint.build_model()
+    with torch.no_grad():
+        p_fake = torch.sigmoid(model(checkpoint.preprocess([astronaut, astronaut[:, ::-1]])))
+    assert p_fake.shape == (2,) and ((0 < p_fake) & (p_fake < 1)).all()
+
+
+def test_shipped_weights_fit_the_size_budget():
+    assert sum(path.stat().st_size for path in WEIGHTS.glob("*.pt")) <= 25 * 1024 * 1024
