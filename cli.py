@@ -269,12 +269,14 @@ def classify_image(**options):
               default="confident", show_default=True)
 @click.option("--target-fpr", type=click.FloatRange(0, 1), default=None,
               help="Threshold at this validation false-positive rate [default: at the equal error rate].")
-def build_ensemble(members, faces, out, combiner, aggregator, target_fpr):
+@click.option("--detect-size", type=click.IntRange(min=64), default=None,
+              help="Detection size for classification [default: the training cache's].")
+def build_ensemble(members, faces, out, combiner, aggregator, target_fpr, detect_size):
     """Combine trained checkpoints into an ensemble file, choosing combiner and threshold on validation data."""
     from ensembles.build import BuildConfig, build_ensemble as run_build
 
     ensemble = run_build(BuildConfig(members=tuple(members), faces=faces, out=out, combiner=combiner,
-                                     aggregator=aggregator, target_fpr=target_fpr))
+                                     aggregator=aggregator, target_fpr=target_fpr, detect_size=detect_size))
     test = ensemble.metrics.get("test", {})
     click.echo(f"wrote {out}: combiner {ensemble.combiner.kind}, threshold {ensemble.threshold:.4f} "
                f"({ensemble.threshold_rule})")

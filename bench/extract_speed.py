@@ -22,6 +22,7 @@ import torch
 from bench.common import dfdc_clips, generated_clip, median_time, percent, table
 from pipeline.crops import cut_square, square_crop_box
 from pipeline.extract import ExtractConfig, extract
+from pipeline.faces import FaceConfig
 
 
 def plain_extract(clip: Path, mtcnn) -> dict[int, int]:
@@ -43,10 +44,10 @@ def plain_extract(clip: Path, mtcnn) -> dict[int, int]:
     return found
 
 
-def ours_extract(clips: list[Path], workers: int) -> dict[str, dict[int, int]]:
+def ours_extract(clips: list[Path], workers: int, faces: FaceConfig) -> dict[str, dict[int, int]]:
     out = Path(tempfile.mkdtemp(prefix="bench-extract-"))
     try:
-        summary = extract(clips, ExtractConfig(out_dir=out, workers=workers), progress=False)
+        summary = extract(clips, ExtractConfig(out_dir=out, workers=workers, faces=faces), progress=False)
         manifest = pd.read_csv(summary.cache_dir / "manifest.csv")
         inputs = pd.read_csv(summary.cache_dir / "inputs.csv")
         result = {}
@@ -63,6 +64,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--plain-runs", type=int, default=1)
     parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--detect-size", type=int, default=FaceConfig().detect_size)
     args = parser.parse_args()
     scratch = Path(tempfile.gettempdir()) / "deepfake-bench"
     clips = dfdc_clips() + [generated_clip(scratch / "gen_720p.mp4", 1280, 720, 10),
@@ -71,7 +73,8 @@ def main() -> None:
 
     mtcnn = MTCNN(keep_all=True, device="cpu")
     rows, plain_total, ours_total, frames_total, hits_total, plain_face_frames = [], 0.0, 0.0, 0, 0, 0
-    ours_time, ours = median_time(lambda: ours_extract(clips, args.workers), args.runs)
+    faces = FaceConfig(detect_size=args.detect_size)
+    ours_time, ours = median_time(lambda: ours_extract(clips, args.workers, faces), args.runs)
     for clip in clips:
         plain_time, plain = median_time(lambda: plain_extract(clip, mtcnn), args.plain_runs)
         mine = ours[clip.name]
@@ -85,7 +88,8 @@ def main() -> None:
         plain_face_frames += len(face_frames)
     ours_fps = frames_total / ours_time
     plain_fps = frames_total / plain_total
-    print(f"torch threads {torch.get_num_threads()}, runs: ours {args.runs} (median), plain {args.plain_runs}")
+    print(f"plain: torch threads {torch.get_num_threads()}, {args.plain_runs} run(s); ours: detect size "
+          f"{args.detect_size}, workers {args.workers or 'one per core'}, median of {args.runs} runs")
     print(table(rows, ["clip", "sampled frames", "plain frames/s", "plain faces", "our faces", "recall %"]))
     print(f"\nall clips: plain {plain_fps:.2f} sampled frames/s ({plain_total:.1f} s), ours {ours_fps:.2f} frames/s "
           f"({ours_time:.1f} s, median of {args.runs}); speed ratio {ours_fps / plain_fps:.1f}x; "

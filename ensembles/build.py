@@ -32,6 +32,7 @@ class BuildConfig:
     combiner: str = "auto"
     aggregator: str = "confident"
     target_fpr: float | None = None  # None: threshold at the validation EER
+    detect_size: int | None = None  # None: as in the training cache (it changes speed, not crop geometry)
     threads: int = 0
 
 
@@ -136,7 +137,8 @@ def build_ensemble(config: BuildConfig) -> EnsembleConfig:
     ensemble = EnsembleConfig(
         members=tuple(os.path.relpath(Path(p).resolve(), config.out.resolve().parent) for p in config.members),
         combiner=combiner, aggregator=Aggregator(config.aggregator), threshold=threshold, threshold_rule=rule,
-        faces={k: v for k, v in cache_config.items() if k != "jpeg_quality"},
+        faces={**{k: v for k, v in cache_config.items() if k != "jpeg_quality"},
+               **({"detect_size": config.detect_size} if config.detect_size else {})},
         jpeg_quality=int(cache_config.get("jpeg_quality", 95)), metrics=metrics,
     )
     config.out.parent.mkdir(parents=True, exist_ok=True)

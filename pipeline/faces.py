@@ -31,7 +31,7 @@ class FaceConfig:
     largest_only: bool = False
     margin: float = 0.3
     crop_size: int = 224
-    detect_size: int = 640  # longer side of the frame copy the detector sees
+    detect_size: int = 640  # longer side of the frame copy the detector sees (see bench/extract_speed.py)
     batch_size: int = 8
     image_pad: float = 0.25  # border added around still images before detection, fraction of the longer side
 
