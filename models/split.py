@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import DataError, UsageError
+from pipeline.labels import read_user_table
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +63,7 @@ def write_split(table: pd.DataFrame, path: Path) -> None:
 def read_split(path: Path) -> pd.DataFrame:
     """A split file (group,split), checked: known split names, each group once."""
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"--split-file {path}: file not found")
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: unreadable split file ({exc})") from None
+    table = read_user_table(path, "--split-file", error=DataError)
     if list(table.columns[:2]) != ["group", "split"]:
         raise DataError(f"{path}: a split file needs the columns group,split; found {', '.join(table.columns)}")
     bad = sorted(set(table["split"]) - set(SPLITS))

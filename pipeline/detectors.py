@@ -10,12 +10,13 @@ import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import cv2
 import numpy as np
 
-from pipeline.errors import DataError, UsageError
+from pipeline.errors import DataError
+from pipeline.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -52,31 +53,14 @@ class FaceDetector(Protocol):
     def detect(self, frames_rgb: list[np.ndarray]) -> list[list[Detection]]: ...
 
 
-_DETECTORS: dict[str, Callable[..., FaceDetector]] = {}
-
-
-def register_detector(name: str):
-    """Class decorator adding a detector to the registry under `name` (duplicates refused)."""
-
-    def add(cls):
-        if name in _DETECTORS:
-            raise ValueError(f"detector {name!r} is already registered")
-        cls.name = name
-        _DETECTORS[name] = cls
-        return cls
-
-    return add
-
-
-def detector_names() -> list[str]:
-    return sorted(_DETECTORS)
+_DETECTORS: Registry = Registry("detector")
+register_detector = _DETECTORS.register  # class decorator: @register_detector("name")
+detector_names = _DETECTORS.names
 
 
 def create_detector(name: str, device: str | None = None) -> FaceDetector:
     """Build the detector registered as `name`, on `device` (CUDA when available if None)."""
-    if name not in _DETECTORS:
-        raise UsageError(f"unknown detector {name!r}; choose one of: {', '.join(detector_names())}")
-    return _DETECTORS[name](device=device)
+    return _DETECTORS.get(name)(device=device)
 
 
 def default_device() -> str:

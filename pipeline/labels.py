@@ -31,6 +31,17 @@ class LabelInfo:
     source: str  # where the label came from: csv, metadata.json, faceforensics, folder, none
 
 
+def read_user_table(path: Path, option: str, error=UsageError) -> pd.DataFrame:
+    """A CSV the user pointed at with `option`, all columns as text; a clear error when missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{option} {path}: file not found")
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise error(f"{option} {path}: not a readable CSV ({exc})") from None
+
+
 def normalise_label(value, where: str) -> str:
     """REAL or FAKE from the usual spellings (real/fake in any case, 0/1 with 1 = FAKE)."""
     word = str(value).strip().lower()
@@ -50,12 +61,7 @@ class LabelResolver:
 
     @staticmethod
     def _read_csv(path: Path) -> dict[str, tuple[str, str | None]]:
-        if not path.is_file():
-            raise UsageError(f"--labels {path}: file not found")
-        try:
-            table = pd.read_csv(path, dtype=str, keep_default_na=False)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise UsageError(f"--labels {path}: not a readable CSV ({exc})") from None
+        table = read_user_table(path, "--labels")
         columns = {c.lower().strip(): c for c in table.columns}
         keys = [columns[c] for c in _KEY_COLUMNS if c in columns]
         if "label" not in columns or not keys:

@@ -35,9 +35,9 @@ def test_duplicate_names_are_refused():
     try:
         with pytest.raises(ValueError, match="already registered"):
             register_model("test-duplicate")(type("Second", (torch.nn.Module,), {}))
-        assert _MODELS["test-duplicate"] is First
+        assert model_class("test-duplicate") is First
     finally:
-        _MODELS.pop("test-duplicate")
+        _MODELS.unregister("test-duplicate")
 
 
 def test_bad_net_arguments_are_a_usage_error():
