@@ -215,6 +215,7 @@ class Ensemble:
         extractor = extractor or FaceExtractor(self.face_config(), device=str(self.device))
         frames, faces_meta, crops, thumbnails = 0, [], [], []
         probs_parts = []
+        scoring = 0.0
         media_type = ""
         try:
             with MediaReader(path) as reader:
@@ -230,16 +231,21 @@ class Ensemble:
                         if keep_thumbnails:
                             thumbnails.append(cv2.resize(crop.crop, (96, 96), interpolation=cv2.INTER_AREA))
                     if len(crops) >= 64:  # score as we go: memory stays flat on long videos
+                        tick = time.perf_counter()
                         probs_parts.append(self.score_crops(crops))
+                        scoring += time.perf_counter() - tick
                         crops = []
+            tick = time.perf_counter()
             probs_parts.append(self.score_crops(crops))
+            scoring += time.perf_counter() - tick
         except MediaError as exc:
             return self._error(path, str(exc), started), []
         except Exception as exc:  # a decoder failure on one file must not stop a batch
             log.debug("unexpected failure on %s", path, exc_info=True)
             return self._error(path, f"{path}: {type(exc).__name__}: {exc}", started), []
         per_model_probs = np.concatenate(probs_parts) if probs_parts else np.zeros((0, len(self.members)))
-        timings = {"total": round(time.perf_counter() - started, 3)}
+        total = time.perf_counter() - started
+        timings = {"total": round(total, 3), "decode_and_detect": round(total - scoring, 3), "score": round(scoring, 3)}
         return self._verdict(path, media_type, frames, faces_meta, per_model_probs, timings), thumbnails
 
     def _verdict(self, path, media_type, n_frames, faces_meta, member_probs, timings) -> VideoVerdict:

@@ -34,6 +34,8 @@ def test_json_verdict_of_a_face_clip(small_ensemble, face_clip):
     assert set(verdict["per_model"]) == {"lenet", "minivgg"}
     assert len(verdict["tracks"]) == 1 and verdict["tracks"][0]["n_faces"] == 3
     assert [f["frame_index"] for f in verdict["faces"]] == [0, 10, 20]
+    timings = verdict["timings"]
+    assert timings["total"] == pytest.approx(timings["decode_and_detect"] + timings["score"], abs=2e-3)
 
 
 def test_no_face_is_its_own_outcome(small_ensemble, faceless_clip):
