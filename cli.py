@@ -30,9 +30,10 @@ class DetectorCLI(click.Group):
 def main(verbose: bool) -> None:
     """Video deepfake detector: extract faces, train detectors, classify videos and images."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from pipeline.media import quiet_opencv
+    from pipeline.media import limit_malloc_arenas, quiet_opencv
 
     quiet_opencv()
+    limit_malloc_arenas()
 
 
 def face_options(command):

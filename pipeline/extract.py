@@ -17,7 +17,7 @@ from pipeline.cache import FaceCache, crop_relpath, write_jpeg_atomic
 from pipeline.errors import MediaError, UsageError
 from pipeline.faces import FaceConfig, FaceExtractor
 from pipeline.labels import LABEL_FILE_NAMES, LabelInfo, LabelResolver
-from pipeline.media import MediaReader, is_media_name, quiet_opencv
+from pipeline.media import MediaReader, is_media_name, limit_malloc_arenas, quiet_opencv
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +193,7 @@ def _init_worker(face_config: FaceConfig, device: str | None, cache_dir: Path, j
 
     cv2.setNumThreads(1)
     quiet_opencv()
+    limit_malloc_arenas()
     _WORKER.update(extractor=FaceExtractor(face_config, device=device), cache_dir=cache_dir, quality=jpeg_quality)
 
 

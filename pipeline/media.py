@@ -73,6 +73,20 @@ def prefetch(items: Iterable[T], depth: int = 8) -> Iterator[T]:
         thread.join()
 
 
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's per-thread malloc arenas: with decode, prefetch and torch threads each growing an
+    arena of freed frame buffers, memory otherwise creeps up with video length (bench/memory.py).
+    A no-op where the C library is not glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-8, arenas)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        log.debug("mallopt unavailable: malloc arenas left as they are")
+
+
 def quiet_opencv() -> None:
     """Silence OpenCV's own decoder messages: every failure is reported per file by this project."""
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_FATAL)
