@@ -55,6 +55,11 @@ def face_options(command):
                      help="Frames are shrunk to this longer side for detection; crops come from full resolution."),
         click.option("--device", default=None, help="torch device, e.g. cpu or cuda [default: cuda when available]."),
     ]
+    return with_options(command, options)
+
+
+def with_options(command, options):
+    """`command` decorated with every option of the list, in the listed order."""
     for option in reversed(options):
         command = option(command)
     return command
@@ -196,7 +201,6 @@ def evaluate(as_json, quiet, **options):
             click.echo(line)
 
 
-
 def classify_options(command):
     """Options shared by classify-video and classify-image."""
     options = [
@@ -212,9 +216,7 @@ def classify_options(command):
         click.option("--frames", type=click.IntRange(min=1), default=None, help="Keep K evenly spaced frames."),
         click.option("--device", default=None, help="torch device [default: cuda when available]."),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return with_options(command, options)
 
 
 def run_classification(paths, ensemble_file, as_json, report_dir, threshold, every, frames, device, images_only):
