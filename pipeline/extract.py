@@ -17,7 +17,7 @@ from pipeline.cache import FaceCache, crop_relpath, write_jpeg_atomic
 from pipeline.errors import MediaError, UsageError
 from pipeline.faces import FaceConfig, FaceExtractor
 from pipeline.labels import LABEL_FILE_NAMES, LabelInfo, LabelResolver
-from pipeline.media import MediaReader, is_media_name, limit_malloc_arenas, quiet_opencv
+from pipeline.media import VIDEO_EXTENSIONS, MediaReader, is_media_name, limit_malloc_arenas, quiet_opencv
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def process_input(job: InputJob, extractor: FaceExtractor, cache_dir: Path, jpeg
                     write_jpeg_atomic(cache_dir / relpath, crop.crop, jpeg_quality)
                     faces.append(_face_row(record, crop, relpath, extractor.detector.name, width, height))
             notes = [reader.truncation_note()]
-        if job.path.suffix.lower() in (".mp4", ".mov", ".avi", ".mkv", ".webm") and info.media_type == "image":
+        if job.path.suffix.lower() in VIDEO_EXTENSIONS and info.media_type == "image":
             notes.append(f"content is an image despite the {job.path.suffix} name; read as one frame")
         record["n_faces"] = len(faces)
         record["status"] = "ok" if faces else "no_face"

@@ -155,6 +155,7 @@ class _OpenCVVideo:
         self.height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
         self.fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
         self.frame_count = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+        self.frames_decoded = 0
 
     def decode(self, wanted, last: int | None) -> Iterator[tuple[int, np.ndarray]]:
         index = 0
