@@ -71,43 +71,28 @@ def default_device() -> str:
 
 @register_detector("mtcnn")
 class MTCNNDetector:
-    """facenet-pytorch's MTCNN with the weights shipped inside the package."""
+    """MTCNN with facenet-pytorch's networks and the weights shipped inside that package, run through
+    `pipeline.mtcnn.MTCNNCascade` (the same detections as facenet-pytorch's own `MTCNN.detect`, faster)."""
 
     default_score_threshold = 0.70  # MTCNN's own last-stage threshold: keep what it keeps
     min_size_in_frame = 20  # MTCNN's own smallest face at the size it is given
 
     def __init__(self, device: str | None = None):
-        from facenet_pytorch import MTCNN
+        from pipeline.mtcnn import MTCNNCascade
 
         self.device = device or default_device()
-        self._mtcnn = MTCNN(keep_all=True, min_face_size=self.min_size_in_frame, device=self.device)
+        self._cascade = MTCNNCascade(self.device, min_face_size=self.min_size_in_frame)
 
     def detect(self, frames_rgb: list[np.ndarray]) -> list[list[Detection]]:
         if not frames_rgb:
             return []
-        import torch
-
-        with torch.inference_mode():
-            boxes, probs, points = self._mtcnn.detect(np.stack(frames_rgb), landmarks=True)
-        results = []
-        for frame_boxes, frame_probs, frame_points in zip(boxes, probs, points):
-            if frame_boxes is None:  # facenet-pytorch says None for "no face"
-                results.append([])
-                continue
-            frame_boxes = np.asarray(frame_boxes, dtype=np.float32)  # object arrays under numpy 2
-            frame_probs = np.asarray(frame_probs, dtype=np.float32)
-            frame_points = np.asarray(frame_points, dtype=np.float32)
-            results.append(
-                [
-                    Detection(
-                        tuple(float(v) for v in box),
-                        float(prob),
-                        tuple((float(x), float(y)) for x, y in marks),
-                    )
-                    for box, prob, marks in zip(frame_boxes, frame_probs, frame_points)
-                ]
-            )
-        return results
+        return [
+            [
+                Detection(tuple(float(v) for v in box[:4]), float(box[4]), tuple((float(x), float(y)) for x, y in marks))
+                for box, marks in zip(boxes, points)
+            ]
+            for boxes, points in self._cascade.detect(np.stack(frames_rgb))
+        ]
 
 
 def res10_model_files() -> tuple[Path, Path]:

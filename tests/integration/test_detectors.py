@@ -51,3 +51,23 @@ def test_largest_only_and_min_face_size(astronaut):
     assert largest[0].width == max(d.width for d in everyone)
     big_only = FaceExtractor(FaceConfig(detect_size=1024, min_face_size=100)).detect([two_faces])[0]
     assert all(max(d.width, d.height) >= 100 for d in big_only) and len(big_only) < len(everyone)
+
+
+def test_mtcnn_cascade_gives_facenet_pytorchs_detections(astronaut):
+    """Our faster arrangement of the cascade finds what facenet-pytorch's own MTCNN.detect finds."""
+    from facenet_pytorch import MTCNN
+
+    from pipeline.mtcnn import MTCNNCascade
+
+    frames = [cv2.cvtColor(astronaut, cv2.COLOR_BGR2RGB)]
+    frames.append(cv2.cvtColor(cv2.copyMakeBorder(astronaut, 0, 0, 256, 256, cv2.BORDER_REFLECT), cv2.COLOR_BGR2RGB)[:, :768])
+    frames = np.stack([cv2.resize(f, (640, 360), interpolation=cv2.INTER_AREA) for f in frames])
+    reference = MTCNN(keep_all=True, min_face_size=20, device="cpu")
+    ref_boxes, ref_probs, ref_points = reference.detect(frames, landmarks=True)
+    ours = MTCNNCascade("cpu", min_face_size=20).detect(frames)
+    assert sum(len(b) for b, _ in ours) >= 2
+    for (boxes, points), expected_boxes, expected_probs, expected_points in zip(ours, ref_boxes, ref_probs, ref_points):
+        order = np.argsort(-(boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), kind="stable")
+        assert np.allclose(boxes[order, :4], np.asarray(expected_boxes, np.float32), atol=0.01)
+        assert np.allclose(boxes[order, 4], np.asarray(expected_probs, np.float32), atol=1e-4)
+        assert np.allclose(points[order], np.asarray(expected_points, np.float32), atol=0.01)
