@@ -53,9 +53,16 @@ def face_options(command):
                      help="Side of the square crops in pixels."),
         click.option("--detect-size", type=click.IntRange(min=64), default=640, show_default=True,
                      help="Frames are shrunk to this longer side for detection; crops come from full resolution."),
+        REDETECT_OPTION(default=2, show_default=True),
         click.option("--device", default=None, help="torch device, e.g. cpu or cuda [default: cuda when available]."),
     ]
     return with_options(command, options)
+
+
+def REDETECT_OPTION(**kwargs):  # noqa: N802 - a click option factory, used like the option it makes
+    return click.option("--redetect-every", type=click.IntRange(1, 100), **kwargs,
+                        help="Run the full face detector on every Nth sampled video frame and re-find known faces "
+                             "in between (1: full detection on every frame).")
 
 
 def with_options(command, options):
@@ -66,7 +73,7 @@ def with_options(command, options):
 
 
 def build_face_config(every, frames, detector, min_face_size, min_score, largest_only, margin, crop_size,
-                      detect_size):
+                      detect_size, redetect_every):
     from pipeline.faces import FaceConfig
     from pipeline.sampling import SamplingConfig
 
@@ -74,7 +81,8 @@ def build_face_config(every, frames, detector, min_face_size, min_score, largest
         raise UsageError("--every and --frames cannot be used together")
     sampling = SamplingConfig(every=None, frames=frames) if frames is not None else SamplingConfig(every=every or 10)
     return FaceConfig(detector=detector, sampling=sampling, min_face_size=min_face_size, score_threshold=min_score,
-                      largest_only=largest_only, margin=margin, crop_size=crop_size, detect_size=detect_size)
+                      largest_only=largest_only, margin=margin, crop_size=crop_size, detect_size=detect_size,
+                      redetect_every=redetect_every)
 
 
 @main.command()
@@ -219,7 +227,8 @@ def classify_options(command):
     return with_options(command, options)
 
 
-def run_classification(paths, ensemble_file, as_json, report_dir, threshold, every, frames, device, images_only):
+def run_classification(paths, ensemble_file, as_json, report_dir, threshold, every, frames, device, images_only,
+                       redetect_every=None):
     """Load the ensemble, classify every path, print one line (or JSON object) each; exit 1 if any failed."""
     from ensembles.classify import classify_paths
     from ensembles.ensemble import Ensemble
@@ -232,7 +241,7 @@ def run_classification(paths, ensemble_file, as_json, report_dir, threshold, eve
     sampling = f"every{every}" if every else (f"frames{frames}" if frames else None)
     failed = 0
     for verdict in classify_paths(list(paths), ensemble, report_dir=report_dir, images_only=images_only,
-                                  sampling=sampling):
+                                  sampling=sampling, redetect_every=redetect_every):
         failed += verdict.verdict == "ERROR"
         click.echo(verdict.to_json() if as_json else verdict.summary_line())
     if report_dir is not None and not as_json:
@@ -242,6 +251,7 @@ def run_classification(paths, ensemble_file, as_json, report_dir, threshold, eve
 
 @main.command("classify-video")
 @classify_options
+@REDETECT_OPTION(default=None)
 def classify_video(**options):
     """Say whether each video (or image) in PATHS is REAL or FAKE, with p_fake.
 
@@ -274,12 +284,14 @@ def classify_image(**options):
               help="Threshold at this validation false-positive rate [default: at the equal error rate].")
 @click.option("--detect-size", type=click.IntRange(min=64), default=None,
               help="Detection size for classification [default: the training cache's].")
-def build_ensemble(members, faces, out, combiner, aggregator, target_fpr, detect_size):
+@REDETECT_OPTION(default=None)
+def build_ensemble(members, faces, out, combiner, aggregator, target_fpr, detect_size, redetect_every):
     """Combine trained checkpoints into an ensemble file, choosing combiner and threshold on validation data."""
     from ensembles.build import BuildConfig, build_ensemble as run_build
 
     ensemble = run_build(BuildConfig(members=tuple(members), faces=faces, out=out, combiner=combiner,
-                                     aggregator=aggregator, target_fpr=target_fpr, detect_size=detect_size))
+                                     aggregator=aggregator, target_fpr=target_fpr, detect_size=detect_size,
+                                     redetect_every=redetect_every))
     test = ensemble.metrics.get("test", {})
     click.echo(f"wrote {out}: combiner {ensemble.combiner.kind}, threshold {ensemble.threshold:.4f} "
                f"({ensemble.threshold_rule})")

@@ -33,6 +33,7 @@ class BuildConfig:
     aggregator: str = "confident"
     target_fpr: float | None = None  # None: threshold at the validation EER
     detect_size: int | None = None  # None: as in the training cache (it changes speed, not crop geometry)
+    redetect_every: int | None = None  # None: as in the training cache (speed; see FaceConfig.redetect_every)
     threads: int = 0
 
 
@@ -138,7 +139,8 @@ def build_ensemble(config: BuildConfig) -> EnsembleConfig:
         members=tuple(os.path.relpath(Path(p).resolve(), config.out.resolve().parent) for p in config.members),
         combiner=combiner, aggregator=Aggregator(config.aggregator), threshold=threshold, threshold_rule=rule,
         faces={**{k: v for k, v in cache_config.items() if k != "jpeg_quality"},
-               **({"detect_size": config.detect_size} if config.detect_size else {})},
+               **{k: v for k, v in (("detect_size", config.detect_size), ("redetect_every", config.redetect_every))
+                  if v is not None}},
         jpeg_quality=int(cache_config.get("jpeg_quality", 95)), metrics=metrics,
     )
     config.out.parent.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ from ensembles.tracks import TrackConfig, link_tracks
 from ensembles.verdict import ERROR, FAKE, NO_FACE, REAL, FaceScore, TrackScore, VideoVerdict
 from pipeline.cache import write_atomic
 from pipeline.errors import DataError, MediaError, UsageError
-from pipeline.faces import FaceConfig, FaceExtractor
+from pipeline.faces import FIELDS_ADDED_LATER, FaceConfig, FaceExtractor
 from pipeline.media import MediaReader
 from pipeline.sampling import SamplingConfig
 
@@ -37,6 +37,7 @@ TRACK_POLICIES = ("max", "mean")
 def face_config_from_dict(fields: dict) -> FaceConfig:
     """A FaceConfig from the dict stored in a cache's config.json or an ensemble file."""
     known = {k: v for k, v in fields.items() if k in FaceConfig.__dataclass_fields__ and k != "sampling"}
+    known = {**FIELDS_ADDED_LATER, **known}
     sampling = str(fields.get("sampling", "every10"))
     if sampling.startswith("every"):
         known["sampling"] = SamplingConfig(every=int(sampling[5:]))

@@ -86,13 +86,19 @@ class MTCNNDetector:
     def detect(self, frames_rgb: list[np.ndarray]) -> list[list[Detection]]:
         if not frames_rgb:
             return []
-        return [
-            [
-                Detection(tuple(float(v) for v in box[:4]), float(box[4]), tuple((float(x), float(y)) for x, y in marks))
-                for box, marks in zip(boxes, points)
-            ]
-            for boxes, points in self._cascade.detect(np.stack(frames_rgb))
-        ]
+        return [_mtcnn_detections(boxes, points) for boxes, points in self._cascade.detect(np.stack(frames_rgb))]
+
+    def refine(self, frame_rgb: np.ndarray, boxes: list[tuple[float, float, float, float]]) -> list[Detection]:
+        """Faces re-found near `boxes` of one frame by MTCNN's second and third stages alone."""
+        return _mtcnn_detections(*self._cascade.refine(frame_rgb, np.asarray(boxes, dtype=np.float32)))
+
+
+def _mtcnn_detections(boxes: np.ndarray, points: np.ndarray) -> list[Detection]:
+    """Detections from the cascade's (K, 5) boxes with scores and (K, 5, 2) landmarks."""
+    return [
+        Detection(tuple(float(v) for v in box[:4]), float(box[4]), tuple((float(x), float(y)) for x, y in marks))
+        for box, marks in zip(boxes, points)
+    ]
 
 
 def res10_model_files() -> tuple[Path, Path]:

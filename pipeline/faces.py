@@ -34,6 +34,8 @@ class FaceConfig:
     detect_size: int = 640  # longer side of the frame copy the detector sees (see bench/extract_speed.py)
     batch_size: int = 8
     image_pad: float = 0.25  # border added around still images before detection, fraction of the longer side
+    redetect_every: int = 2  # full detection on every Nth sampled video frame; in between, faces are re-found
+    #                          where they were in the previous sampled frame (1: full detection everywhere)
 
     def __post_init__(self):
         if self.min_face_size < 1:
@@ -46,13 +48,24 @@ class FaceConfig:
             raise UsageError(f"--size must lie in [16, 1024], got {self.crop_size}")
         if self.detect_size < 64:
             raise UsageError(f"--detect-size must be at least 64 pixels, got {self.detect_size}")
+        if not 1 <= self.redetect_every <= 100:
+            raise UsageError(f"--redetect-every must lie in [1, 100], got {self.redetect_every}")
 
     def cache_key_fields(self) -> dict:
-        """The fields that change the crops (batch size does not)."""
+        """The fields that change the crops (batch size does not). Fields added after caches existed enter
+        only when set away from the behaviour they reproduce when absent, so older caches keep their names."""
         fields = asdict(self)
         fields.pop("batch_size")
+        for name, old_behaviour in FIELDS_ADDED_LATER.items():
+            if fields[name] == old_behaviour:
+                fields.pop(name)
         fields["sampling"] = self.sampling.describe()
         return fields
+
+
+# fields added after caches and ensemble files existed: the value that reproduces what files written
+# without the field did (such files name a configuration that behaved this way)
+FIELDS_ADDED_LATER = {"redetect_every": 1}
 
 
 @dataclass(frozen=True)
@@ -80,8 +93,12 @@ class FaceExtractor:
     def faces_in_file(self, reader: MediaReader) -> Iterator[tuple[Frame, list[FaceCrop]]]:
         """Yield each sampled frame with its face crops (possibly none), in frame order."""
         pad = self.config.image_pad if reader.info.media_type == "image" else 0.0
+        frames = prefetch(reader.frames(self.config.sampling), depth=2 * self.config.batch_size)
+        if reader.info.media_type == "video" and self.config.redetect_every > 1 and hasattr(self.detector, "refine"):
+            yield from self._track(frames)
+            return
         batch: list[Frame] = []
-        for frame in prefetch(reader.frames(self.config.sampling), depth=2 * self.config.batch_size):
+        for frame in frames:
             batch.append(frame)
             if len(batch) == self.config.batch_size:
                 yield from self._crop_batch(batch, pad)
@@ -94,8 +111,7 @@ class FaceExtractor:
 
         `pad` adds a black border of that fraction of the longer side before detection.
         """
-        height, width = images_bgr[0].shape[:2]
-        scale = min(1.0, self.config.detect_size / (max(height, width) * (1 + 2 * pad)))
+        scale = self._scale(images_bgr[0], pad)
         found = self._detect_at(images_bgr, scale, pad)
         if scale < 1.0:
             retry = [i for i, dets in enumerate(found) if not dets]
@@ -104,6 +120,32 @@ class FaceExtractor:
                 for i, dets in zip(retry, again):
                     found[i] = dets
         return found
+
+    def _track(self, frames: Iterator[Frame]) -> Iterator[tuple[Frame, list[FaceCrop]]]:
+        """Full detection on every `redetect_every`-th sampled frame, and on any frame where a face of the
+        previous one is not re-found near its last box; in between, only the detector's `refine` runs."""
+        previous: list[Detection] = []
+        for position, frame in enumerate(frames):
+            detections = None
+            if previous and position % self.config.redetect_every:
+                detections = self._refind(frame.image, previous)
+            if detections is None:
+                detections = self.detect([frame.image])[0]
+            previous = detections
+            yield frame, self._cut(frame, detections)
+
+    def _refind(self, image_bgr: np.ndarray, previous: list[Detection]) -> list[Detection] | None:
+        """The faces of `previous` re-found in this frame, or None when any of them is not."""
+        scale = self._scale(image_bgr)
+        boxes = [d.mapped(scale).box for d in previous]
+        found = self.detector.refine(_to_rgb(image_bgr, scale), boxes)
+        found = self._select([d.mapped(1.0 / scale) for d in found])
+        return found if len(found) >= len(previous) else None
+
+    def _scale(self, image_bgr: np.ndarray, pad: float = 0.0) -> float:
+        """The factor that brings a frame (with its border) to the detector's size."""
+        height, width = image_bgr.shape[:2]
+        return min(1.0, self.config.detect_size / (max(height, width) * (1 + 2 * pad)))
 
     def _detect_at(self, images_bgr: list[np.ndarray], scale: float, pad: float) -> list[list[Detection]]:
         small = [_to_rgb(image, scale) for image in images_bgr]
@@ -124,12 +166,15 @@ class FaceExtractor:
 
     def _crop_batch(self, frames: list[Frame], pad: float) -> Iterator[tuple[Frame, list[FaceCrop]]]:
         for frame, detections in zip(frames, self.detect([f.image for f in frames], pad)):
-            crops = []
-            for face_index, detection in enumerate(detections):
-                crop_box = square_crop_box(_rounded(detection.box), self.config.margin)
-                crop = cut_square(frame.image, crop_box, self.config.crop_size)
-                crops.append(FaceCrop(frame.index, frame.timestamp, face_index, detection, crop_box, crop))
-            yield frame, crops
+            yield frame, self._cut(frame, detections)
+
+    def _cut(self, frame: Frame, detections: list[Detection]) -> list[FaceCrop]:
+        crops = []
+        for face_index, detection in enumerate(detections):
+            crop_box = square_crop_box(_rounded(detection.box), self.config.margin)
+            crop = cut_square(frame.image, crop_box, self.config.crop_size)
+            crops.append(FaceCrop(frame.index, frame.timestamp, face_index, detection, crop_box, crop))
+        return crops
 
 
 def _rounded(box: tuple[float, ...]) -> tuple[float, ...]:

@@ -73,21 +73,30 @@ class MTCNNCascade:
         """For each of the (N, H, W, 3) uint8 RGB frames: (boxes (K, 5) as x1, y1, x2, y2, score; landmarks (K, 5, 2))."""
         import torch
 
+        integrals = [integral_image(frame) for frame in frames_rgb]
         with torch.inference_mode():
-            boxes, image_inds, points = self._cascade(frames_rgb)
-        boxes, points, image_inds = boxes.cpu().numpy(), points.cpu().numpy(), image_inds.cpu().numpy()
-        return [(boxes[image_inds == i], points[image_inds == i]) for i in range(len(frames_rgb))]
+            boxes, image_inds = self._propose(integrals, *frames_rgb.shape[1:3])
+            return self._finish(integrals, boxes, image_inds)
 
-    def _cascade(self, frames: np.ndarray):
+    def refine(self, frame_rgb: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Faces near `boxes` (K, 4) of one (H, W, 3) frame: the second and third stages run on those boxes
+        instead of on P-Net's proposals (a face found in the previous sampled frame, re-found in this one)."""
         import torch
-        from facenet_pytorch.models.utils.detect_face import batched_nms_numpy, bbreg, generateBoundingBox, rerec
+        from facenet_pytorch.models.utils.detect_face import rerec
+
+        integrals = [integral_image(frame_rgb)]
+        with torch.inference_mode():
+            candidates = torch.zeros((len(boxes), 5), device=self.device)
+            candidates[:, :4] = torch.as_tensor(np.asarray(boxes, dtype=np.float32).reshape(-1, 4))
+            return self._finish(integrals, rerec(candidates), torch.zeros(len(boxes), dtype=torch.long))[0]
+
+    def _propose(self, integrals: list[np.ndarray], height: int, width: int):
+        """Stage 1: P-Net on every pyramid level, NMS per level and image, then across levels."""
+        import torch
+        from facenet_pytorch.models.utils.detect_face import generateBoundingBox, rerec
         from torchvision.ops.boxes import batched_nms
 
-        height, width = frames.shape[1:3]
-
-        # stage 1: P-Net on every pyramid level, NMS per level and image, then across levels
         boxes, image_inds, picks, offset = [], [], [], 0
-        integrals = [integral_image(frame) for frame in frames]
         for scale in self.pyramid(height, width):
             size = (int(height * scale + 1), int(width * scale + 1))
             level = np.stack([area_resize(integral, *size) for integral in integrals])
@@ -105,9 +114,14 @@ class MTCNNCascade:
         regw, regh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
         boxes = torch.stack([boxes[:, 0] + boxes[:, 5] * regw, boxes[:, 1] + boxes[:, 6] * regh,
                              boxes[:, 2] + boxes[:, 7] * regw, boxes[:, 3] + boxes[:, 8] * regh, boxes[:, 4]], dim=1)
-        boxes = rerec(boxes)
+        return rerec(boxes), image_inds
 
-        # stage 2: R-Net refines the candidates
+    def _finish(self, integrals: list[np.ndarray], boxes, image_inds) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Stages 2 and 3 on square candidate boxes: R-Net refines them, O-Net scores them and adds landmarks."""
+        import torch
+        from facenet_pytorch.models.utils.detect_face import batched_nms_numpy, bbreg, rerec
+        from torchvision.ops.boxes import batched_nms
+
         if len(boxes):
             boxes, image_inds, crops = self._crops(integrals, boxes, image_inds, 24)
             reg, probs = self.rnet(crops)
@@ -117,8 +131,6 @@ class MTCNNCascade:
             pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
             boxes = rerec(bbreg(boxes[pick], reg[pick]))
             image_inds = image_inds[pick]
-
-        # stage 3: O-Net scores, boxes and landmarks
         points = torch.zeros(0, 5, 2, device=self.device)
         if len(boxes):
             boxes, image_inds, crops = self._crops(integrals, boxes, image_inds, 48)
@@ -133,7 +145,8 @@ class MTCNNCascade:
             boxes = bbreg(boxes, reg)
             pick = batched_nms_numpy(boxes[:, :4], boxes[:, 4], image_inds, 0.7, "Min")
             boxes, image_inds, points = boxes[pick], image_inds[pick], points[pick]
-        return boxes, image_inds, points
+        boxes, points, image_inds = boxes.cpu().numpy(), points.cpu().numpy(), image_inds.cpu().numpy()
+        return [(boxes[image_inds == i], points[image_inds == i]) for i in range(len(integrals))]
 
     def _crops(self, integrals: list[np.ndarray], boxes, image_inds, size: int):
         """Boxes that overlap the frame, their image indices, and their normalised `size` x `size` crops."""

@@ -94,3 +94,13 @@ def test_config_is_recorded(tmp_path):
     with FaceCache(tmp_path, CONFIG) as cache:
         pass
     assert json.loads((cache.dir / "config.json").read_text()) == CONFIG
+
+
+def test_caches_written_before_redetect_every_existed_keep_their_key_and_meaning():
+    from ensembles.ensemble import face_config_from_dict
+    from pipeline.faces import FaceConfig
+
+    assert "redetect_every" not in FaceConfig(redetect_every=1).cache_key_fields()
+    assert FaceConfig(redetect_every=2).cache_key_fields()["redetect_every"] == 2
+    assert face_config_from_dict({"detector": "mtcnn"}).redetect_every == 1
+    assert face_config_from_dict({"redetect_every": 3}).redetect_every == 3
