@@ -110,6 +110,9 @@ class EnsembleConfig:
             raise DataError(f"{path}: malformed ensemble file ({type(exc).__name__}: {exc})") from None
 
 
+SCORE_EVERY = 16  # crops scored together while the decoder thread reads on
+
+
 @dataclass(frozen=True)
 class Member:
     name: str
@@ -127,9 +130,18 @@ class Ensemble:
         self.source = source
 
     @classmethod
-    def load(cls, path: str | Path | None = None, device: str | None = None) -> "Ensemble":
-        """Load an ensemble file (default: the shipped one) and its member checkpoints, offline."""
+    def load(cls, path: str | Path | None = None, device: str | None = None,
+             torch_threads: int | None = 1) -> "Ensemble":
+        """Load an ensemble file (default: the shipped one) and its member checkpoints, offline.
+
+        `torch_threads`: torch's intra-op threads for this process. Classification decodes in a thread of
+        its own beside detection and scoring, and one torch thread per inference thread beats two threads
+        fighting the decoder for the cores (bench/classify_speed.py). None leaves torch's setting alone.
+        """
         from models.checkpoint import load_checkpoint
+
+        if torch_threads is not None:
+            torch.set_num_threads(torch_threads)
 
         path = Path(path) if path else DEFAULT_ENSEMBLE
         config = EnsembleConfig.load(path)
@@ -231,7 +243,7 @@ class Ensemble:
                         crops.append(crop.crop)
                         if keep_thumbnails:
                             thumbnails.append(cv2.resize(crop.crop, (96, 96), interpolation=cv2.INTER_AREA))
-                    if len(crops) >= 64:  # score as we go: memory stays flat on long videos
+                    if len(crops) >= SCORE_EVERY:  # score as we go: overlaps decoding, memory stays flat
                         tick = time.perf_counter()
                         probs_parts.append(self.score_crops(crops))
                         scoring += time.perf_counter() - tick

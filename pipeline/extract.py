@@ -8,7 +8,7 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 from tqdm import tqdm
@@ -245,7 +245,9 @@ def _results(todo: list[InputJob], config: ExtractConfig, cache_dir: Path, worke
         for job in todo:
             yield _run_job(job)
         return
-    context = get_context("spawn")
+    # fresh interpreters (torch is not fork-safe once used); a fork server's workers also exit ~1.4 s sooner
+    # than spawned ones (bench/extract_speed.py)
+    context = get_context("forkserver" if "forkserver" in get_all_start_methods() else "spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                              initargs=(config.faces, config.device, cache_dir, config.jpeg_quality)) as pool:
         futures = {pool.submit(_run_job, job): job for job in todo}
