@@ -184,11 +184,10 @@ def _face_row(record: dict, crop, relpath: str, detector: str, width: int, heigh
 _WORKER: dict = {}
 
 
-def _init_worker(face_config: FaceConfig, device: str | None, cache_dir: Path, jpeg_quality: int,
-                 threads: int = 1) -> None:
+def _init_worker(face_config: FaceConfig, device: str | None, cache_dir: Path, jpeg_quality: int) -> None:
     import torch
 
-    torch.set_num_threads(threads)  # one thread per process when there are several: they beat one 2-thread process
+    torch.set_num_threads(1)  # one per process: several processes, or decoding beside, beat 2-thread torch
     import cv2
 
     cv2.setNumThreads(1)
@@ -241,7 +240,7 @@ def _results(todo: list[InputJob], config: ExtractConfig, cache_dir: Path, worke
     if not todo:
         return
     if workers == 1:
-        _init_worker(config.faces, config.device, cache_dir, config.jpeg_quality, threads=os.cpu_count() or 1)
+        _init_worker(config.faces, config.device, cache_dir, config.jpeg_quality)  # one: decoding has the other core
         for job in todo:
             yield _run_job(job)
         return

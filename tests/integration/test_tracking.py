@@ -74,14 +74,3 @@ def test_still_images_and_detectors_without_refine_always_run_full_detection(fac
     boxes = crop_boxes(face_clip, FaceConfig(detector="opencv-dnn", sampling=EVERY_FRAME, redetect_every=3), dnn)
     assert sum(len(b) for b in boxes) >= 28
 
-
-def test_between_full_detections_faceless_frames_skip_the_larger_scale_search(tmp_path):
-    rng = np.random.default_rng(0)
-    frames = [cv2.GaussianBlur(rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8), (9, 9), 3) for _ in range(12)]
-    clip = write_video(tmp_path / "faceless_720p.mp4", frames)
-    counting = CountingDetector(FaceExtractor(FaceConfig()).detector)
-    assert crop_boxes(clip, FaceConfig(sampling=EVERY_FRAME, redetect_every=3), counting) == [[]] * 12
-    assert counting.full_frames == 4 * 2 + 8  # positions 0, 3, 6, 9 at 640 and 1280 px; the others at 640 only
-    counting = CountingDetector(FaceExtractor(FaceConfig()).detector)
-    crop_boxes(clip, FaceConfig(sampling=EVERY_FRAME, redetect_every=1), counting)
-    assert counting.full_frames == 12 * 2
