@@ -103,8 +103,9 @@ def main() -> None:
     extractors = {n: FaceExtractor(c, detector=detector) for n, c in (("full", full), ("tracked", tracked))}
     for clip in clips:
         verdicts = {n: ensemble.classify(clip, e)[0] for n, e in extractors.items()}
-        rows.append([clip.name, verdicts["full"].verdict, verdicts["full"].p_fake, verdicts["tracked"].verdict,
-                     verdicts["tracked"].p_fake, abs(verdicts["full"].p_fake - verdicts["tracked"].p_fake)])
+        full_p, tracked_p = verdicts["full"].p_fake, verdicts["tracked"].p_fake
+        rows.append([clip.name, verdicts["full"].verdict, f"{full_p:.3f}", verdicts["tracked"].verdict,
+                     f"{tracked_p:.3f}", f"{abs(full_p - tracked_p):.3f}"])
     print("3. verdicts:")
     print(table(rows, ["clip", "full", "p_fake", f"redetect every {tracked.redetect_every}", "p_fake", "|difference|"]))
 

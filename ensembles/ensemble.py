@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -110,7 +111,8 @@ class EnsembleConfig:
             raise DataError(f"{path}: malformed ensemble file ({type(exc).__name__}: {exc})") from None
 
 
-SCORE_EVERY = 16  # crops scored together while the decoder thread reads on
+SCORE_EVERY = 16  # crops scored together, in a thread of their own, while later frames are decoded and searched
+SCORES_PENDING = 4  # batches that may wait for the scoring thread before the search waits for it
 
 
 @dataclass(frozen=True)
@@ -227,8 +229,8 @@ class Ensemble:
         started = time.perf_counter()
         extractor = extractor or FaceExtractor(self.face_config(), device=str(self.device))
         frames, faces_meta, crops, thumbnails = 0, [], [], []
-        probs_parts = []
-        scoring = 0.0
+        scorer = ThreadPoolExecutor(1, thread_name_prefix="score")  # scores while the next frames are searched
+        scored: list[Future] = []
         media_type = ""
         try:
             with MediaReader(path) as reader:
@@ -244,21 +246,25 @@ class Ensemble:
                         if keep_thumbnails:
                             thumbnails.append(cv2.resize(crop.crop, (96, 96), interpolation=cv2.INTER_AREA))
                     if len(crops) >= SCORE_EVERY:  # score as we go: overlaps decoding, memory stays flat
-                        tick = time.perf_counter()
-                        probs_parts.append(self.score_crops(crops))
-                        scoring += time.perf_counter() - tick
+                        if len(scored) >= SCORES_PENDING:
+                            scored[-SCORES_PENDING].result()  # the scorer lags: wait, do not pile up crops
+                        scored.append(scorer.submit(self.score_crops, crops))
                         crops = []
-            tick = time.perf_counter()
-            probs_parts.append(self.score_crops(crops))
-            scoring += time.perf_counter() - tick
+            scored.append(scorer.submit(self.score_crops, crops))
+            searched = time.perf_counter()
+            probs_parts = [future.result() for future in scored]
         except MediaError as exc:
             return self._error(path, str(exc), started), []
         except Exception as exc:  # a decoder failure on one file must not stop a batch
             log.debug("unexpected failure on %s", path, exc_info=True)
             return self._error(path, f"{path}: {type(exc).__name__}: {exc}", started), []
+        finally:
+            scorer.shutdown(wait=True, cancel_futures=True)
         per_model_probs = np.concatenate(probs_parts) if probs_parts else np.zeros((0, len(self.members)))
         total = time.perf_counter() - started
-        timings = {"total": round(total, 3), "decode_and_detect": round(total - scoring, 3), "score": round(scoring, 3)}
+        # decoding, detection and cropping (with scoring running beside them), then the scoring left over
+        timings = {"total": round(total, 3), "decode_and_detect": round(searched - started, 3),
+                   "score": round(total - (searched - started), 3)}
         return self._verdict(path, media_type, frames, faces_meta, per_model_probs, timings), thumbnails
 
     def _verdict(self, path, media_type, n_frames, faces_meta, member_probs, timings) -> VideoVerdict:
