@@ -83,10 +83,29 @@ def test_threshold_override_decides(small_ensemble, face_clip):
 @pytest.mark.parametrize("args, message", [
     (["--ensemble", "/nonexistent/ensemble.json"], "not found"),
     (["--every", "5", "--frames", "3"], "cannot be used together"),
+    (["--redetect-every", "0"], "--redetect-every"),
 ])
 def test_usage_errors(face_clip, args, message):
     result = CliRunner().invoke(main, ["classify-video", str(face_clip), *args])
     assert result.exit_code == 2 and message in result.output
+
+
+def test_redetect_every_reaches_the_face_search(small_ensemble, face_clip, monkeypatch):
+    """The ensemble file's setting by default, the option's when given; the verdict stays the same."""
+    import ensembles.classify
+
+    used = []
+
+    class RecordingExtractor(ensembles.classify.FaceExtractor):  # the real extractor, noting its setting
+        def __init__(self, config, *args, **kwargs):
+            used.append(config.redetect_every)
+            super().__init__(config, *args, **kwargs)
+
+    monkeypatch.setattr(ensembles.classify, "FaceExtractor", RecordingExtractor)
+    verdicts = [json_lines(classify("classify-video", face_clip, "--ensemble", small_ensemble, "--json", *extra)
+                           .output)[0] for extra in ([], ["--redetect-every", "1"], ["--redetect-every", "3"])]
+    assert used == [2, 1, 3]
+    assert len({v["verdict"] for v in verdicts}) == 1 and len({v["n_faces"] for v in verdicts}) == 1
 
 
 def test_corrupt_ensemble_file_is_reported(tmp_path, face_clip):

@@ -1,6 +1,7 @@
 """The extract stage end to end: real MTCNN, real videos written to temp dirs, the CLI as a user runs it."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -53,6 +54,16 @@ def test_clip_gives_crops_and_a_manifest(face_clip, tmp_path):
     assert crop.shape == (224, 224, 3)
     # the crop is centred on the detected face box, with the configured 30% margin
     assert row.crop_x2 - row.crop_x1 == pytest.approx(1.3 * max(row.x2 - row.x1, row.y2 - row.y1), abs=1)
+
+
+def test_redetect_every_names_its_own_cache_and_one_keeps_the_older_name(face_clip, tmp_path):
+    """Tracked and untracked crops never mix, and `--redetect-every 1` keeps the name that caches made
+    before the option existed have (the shipped models' training cache was mtcnn-3fd855f0a0)."""
+    for setting in ("1", "2"):
+        assert run_cli("extract", face_clip, "--out", tmp_path, "--redetect-every", setting, "--quiet").exit_code == 0
+    configs = {d.name: json.loads((d / "config.json").read_text()) for d in tmp_path.iterdir() if d.is_dir()}
+    assert configs["mtcnn-3fd855f0a0"].get("redetect_every") is None and len(configs) == 2
+    assert [c["redetect_every"] for name, c in configs.items() if name != "mtcnn-3fd855f0a0"] == [2]
 
 
 def test_k_evenly_spaced_frames(face_clip, tmp_path):
@@ -144,7 +155,8 @@ def test_missing_input_is_a_usage_error(tmp_path):
     assert "does not exist" in result.output
 
 
-@pytest.mark.parametrize("args", [["--every", "0"], ["--every", "5", "--frames", "3"], ["--detector", "haar"]])
+@pytest.mark.parametrize("args", [["--every", "0"], ["--every", "5", "--frames", "3"], ["--detector", "haar"],
+                                  ["--redetect-every", "0"]])
 def test_bad_options_are_usage_errors(face_clip, tmp_path, args):
     result = run_cli("extract", face_clip, "--out", tmp_path, *args)
     assert result.exit_code == 2
