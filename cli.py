@@ -53,13 +53,14 @@ def face_options(command):
                      help="Side of the square crops in pixels."),
         click.option("--detect-size", type=click.IntRange(min=64), default=640, show_default=True,
                      help="Frames are shrunk to this longer side for detection; crops come from full resolution."),
-        REDETECT_OPTION(default=2, show_default=True),
+        redetect_option(default=2, show_default=True),
         click.option("--device", default=None, help="torch device, e.g. cpu or cuda [default: cuda when available]."),
     ]
     return with_options(command, options)
 
 
-def REDETECT_OPTION(**kwargs):  # noqa: N802 - a click option factory, used like the option it makes
+def redetect_option(**kwargs):
+    """The --redetect-every option, with the default each command gives it."""
     return click.option("--redetect-every", type=click.IntRange(1, 100), **kwargs,
                         help="Run the full face detector on every Nth sampled video frame and re-find known faces "
                              "in between (1: full detection on every frame).")
@@ -251,7 +252,7 @@ def run_classification(paths, ensemble_file, as_json, report_dir, threshold, eve
 
 @main.command("classify-video")
 @classify_options
-@REDETECT_OPTION(default=None)
+@redetect_option(default=None)
 def classify_video(**options):
     """Say whether each video (or image) in PATHS is REAL or FAKE, with p_fake.
 
@@ -284,7 +285,7 @@ def classify_image(**options):
               help="Threshold at this validation false-positive rate [default: at the equal error rate].")
 @click.option("--detect-size", type=click.IntRange(min=64), default=None,
               help="Detection size for classification [default: the training cache's].")
-@REDETECT_OPTION(default=None)
+@redetect_option(default=None)
 def build_ensemble(members, faces, out, combiner, aggregator, target_fpr, detect_size, redetect_every):
     """Combine trained checkpoints into an ensemble file, choosing combiner and threshold on validation data."""
     from ensembles.build import BuildConfig, build_ensemble as run_build

@@ -2,7 +2,9 @@
 
 A detector takes a batch of equal-size RGB uint8 frames and returns, for each frame, a list of
 `Detection`s (empty when there is no face, never None). Boxes are in the pixel coordinates of the
-frame it was given. Register new detectors with `@register_detector("name")`.
+frame it was given. A detector may also offer `refine(frame_rgb, boxes)`: the faces re-found near known
+boxes of one frame, which lets `FaceConfig.redetect_every` skip full detection between sampled frames
+(detectors without it always run in full). Register new detectors with `@register_detector("name")`.
 """
 from __future__ import annotations
 

@@ -244,8 +244,8 @@ def _results(todo: list[InputJob], config: ExtractConfig, cache_dir: Path, worke
         for job in todo:
             yield _run_job(job)
         return
-    # fresh interpreters (torch is not fork-safe once used); a fork server's workers also exit ~1.4 s sooner
-    # than spawned ones (bench/extract_speed.py)
+    # fresh interpreters (torch is not fork-safe once used); with a fork server, an 8-clip run of
+    # `cli.py extract` ended about 1 s sooner than with spawned workers (README, Performance)
     context = get_context("forkserver" if "forkserver" in get_all_start_methods() else "spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                              initargs=(config.faces, config.device, cache_dir, config.jpeg_quality)) as pool:
