@@ -25,3 +25,9 @@ demo: setup
 
 test: setup browser
 	$(PY) -m pytest -q
+
+# Every stage on the GPU against the CPU, on ../shared/data, with GPU timings (bench/gpu_check.py).
+# Exits 2 without a CUDA device; `$(PY) -m bench.gpu_check --quick --device-a cpu` checks the script itself.
+.PHONY: gpu-check
+gpu-check: setup
+	$(PY) -m bench.gpu_check

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -11,8 +13,12 @@ import click
 from pipeline.errors import DeepfakeError, UsageError
 
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C; SIGTERM gets the same
+
+
 class DetectorCLI(click.Group):
-    """Maps the project's exceptions to messages and exit codes, in one place (usage 2, failure 1)."""
+    """Maps the project's exceptions to messages and exit codes, in one place (usage 2, failure 1,
+    interrupted by Ctrl-C or SIGTERM 130)."""
 
     def invoke(self, ctx):
         try:
@@ -23,6 +29,20 @@ class DetectorCLI(click.Group):
         except DeepfakeError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(1)
+        except KeyboardInterrupt:  # the library has cleaned up on the way out (workers ended, caches closed)
+            click.echo("\ninterrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+
+
+def interrupt_on_sigterm() -> None:
+    """Make SIGTERM (`kill`, a service manager, a container stop) raise KeyboardInterrupt, as Ctrl-C does,
+    so that both run the same cleanup and end the same way."""
+
+    def raise_interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
+        signal.signal(signal.SIGTERM, raise_interrupt)
 
 
 @click.group(cls=DetectorCLI, context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,6 +50,7 @@ class DetectorCLI(click.Group):
 def main(verbose: bool) -> None:
     """Video deepfake detector: extract faces, train detectors, classify videos and images."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    interrupt_on_sigterm()
     from pipeline.media import limit_malloc_arenas, quiet_opencv
 
     quiet_opencv()
@@ -101,7 +122,9 @@ def extract(inputs, out, labels, workers, jpeg_quality, quiet, device, **face):
     """Find, crop and cache the faces of videos and images.
 
     INPUTS are video or image files or directories (walked recursively) [default: data/raw_videos].
-    Exit status: 0 when every input was read, 1 when any failed, 2 on usage errors.
+    Exit status: 0 when every input was read; 1 when any input failed or does not exist (the others are
+    still extracted) or no video or image was found at all; 2 on usage errors; 130 when interrupted
+    (Ctrl-C or SIGTERM): what was done is kept, and the same command resumes.
     """
     from pipeline.extract import ExtractConfig, extract as run_extract
 
@@ -145,7 +168,8 @@ def parse_json_object(ctx, param, value):
 @main.command()
 @click.option("--net", default=None, help="lenet, minivgg or resnet (required unless --resume).")
 @click.option("--faces", type=click.Path(path_type=Path), default=Path("data/faces"), show_default=True,
-              help="Face cache written by extract (or a directory holding exactly one).")
+              help="Face cache written by extract, or a folder of caches: its only one, or the one extract makes "
+                   "with default settings.")
 @click.option("--out", "run_dir", type=click.Path(path_type=Path), default=None,
               help="Run directory [default: runs/<net>-<time>]; never overwritten unless --resume.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Maximum epochs [default: 20].")
@@ -218,18 +242,33 @@ def classify_options(command):
                      help="Ensemble file (JSON next to its checkpoints) [default: the shipped models]."),
         click.option("--json", "as_json", is_flag=True, help="One JSON object per file and line."),
         click.option("--report", "report_dir", type=click.Path(path_type=Path), default=None,
-                     help="Write a PNG per file: p_fake timeline per face track and face thumbnails."),
+                     help="Write a PNG per file: p_fake timeline per face track and face thumbnails "
+                          "(named after the file; its path is in the JSON's `report`)."),
         click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
                      help="Override the ensemble's decision threshold (chosen on validation data)."),
-        click.option("--every", type=click.IntRange(min=1), default=None, help="Keep every Nth frame."),
-        click.option("--frames", type=click.IntRange(min=1), default=None, help="Keep K evenly spaced frames."),
         click.option("--device", default=None, help="torch device [default: cuda when available]."),
     ]
     return with_options(command, options)
 
 
-def run_classification(paths, ensemble_file, as_json, report_dir, threshold, every, frames, device, images_only,
-                       redetect_every=None):
+def video_sampling_options(command):
+    """Options that only mean something for videos: which frames to search, and how often in full."""
+    options = [
+        click.option("--every", type=click.IntRange(min=1), default=None, help="Keep every Nth frame."),
+        click.option("--frames", type=click.IntRange(min=1), default=None, help="Keep K evenly spaced frames."),
+        redetect_option(default=None),
+    ]
+    return with_options(command, options)
+
+
+CLASSIFY_EXIT_STATUS = """Exit status: 0 when every file was classified (REAL, FAKE or NO_FACE) from a complete read;
+    1 when any path gave an ERROR (unreadable, not found, a folder without media), any file was damaged
+    (fewer frames decoded than it announced: its verdict is printed, with a warning) or a report could not
+    be written; 2 on usage errors. A low-evidence warning does not change the exit status."""
+
+
+def run_classification(paths, ensemble_file, as_json, report_dir, threshold, device, images_only,
+                       every=None, frames=None, redetect_every=None):
     """Load the ensemble, classify every path, print one line (or JSON object) each; exit 1 if any failed."""
     from ensembles.classify import classify_paths
     from ensembles.ensemble import Ensemble
@@ -243,30 +282,36 @@ def run_classification(paths, ensemble_file, as_json, report_dir, threshold, eve
     failed = 0
     for verdict in classify_paths(list(paths), ensemble, report_dir=report_dir, images_only=images_only,
                                   sampling=sampling, redetect_every=redetect_every):
-        failed += verdict.verdict == "ERROR"
+        report_lost = report_dir is not None and verdict.verdict != "ERROR" and verdict.report is None
+        failed += not verdict.complete or report_lost
         click.echo(verdict.to_json() if as_json else verdict.summary_line())
     if report_dir is not None and not as_json:
         click.echo(f"reports: {report_dir}")
     sys.exit(1 if failed else 0)
 
 
-@main.command("classify-video")
+@main.command("classify-video", epilog=CLASSIFY_EXIT_STATUS)
 @classify_options
-@redetect_option(default=None)
+@video_sampling_options
 def classify_video(**options):
     """Say whether each video (or image) in PATHS is REAL or FAKE, with p_fake.
 
     PATHS are files or directories. Faces are found and cropped exactly as for training, scored by each
     net of the ensemble, combined, aggregated per face track, and the most suspicious track decides.
-    A file with no face is NO_FACE. Exit status: 0 all classified, 1 any file failed, 2 usage error.
+    A file with no face is NO_FACE. A verdict resting on fewer than 5 faces of the deciding person is
+    flagged low-evidence; a file that decoded short of its announced length is flagged damaged.
     """
     run_classification(images_only=False, **options)
 
 
-@main.command("classify-image")
+@main.command("classify-image", epilog=CLASSIFY_EXIT_STATUS)
 @classify_options
 def classify_image(**options):
-    """Say whether each still image in PATHS is REAL or FAKE (every face scored; the most suspicious decides)."""
+    """Say whether each still image in PATHS is REAL or FAKE (every face scored; the most suspicious decides).
+
+    PATHS are image files or directories; a video among them is an ERROR (use classify-video). A photo
+    holds one face per person, so its verdict is a single-frame judgement and is never flagged low-evidence.
+    """
     run_classification(images_only=True, **options)
 
 
@@ -286,13 +331,14 @@ def classify_image(**options):
 @click.option("--detect-size", type=click.IntRange(min=64), default=None,
               help="Detection size for classification [default: the training cache's].")
 @redetect_option(default=None)
-def build_ensemble(members, faces, out, combiner, aggregator, target_fpr, detect_size, redetect_every):
+@click.option("--device", default=None, help="torch device that scores the validation crops [default: cuda when available].")
+def build_ensemble(members, faces, out, combiner, aggregator, target_fpr, detect_size, redetect_every, device):
     """Combine trained checkpoints into an ensemble file, choosing combiner and threshold on validation data."""
     from ensembles.build import BuildConfig, build_ensemble as run_build
 
     ensemble = run_build(BuildConfig(members=tuple(members), faces=faces, out=out, combiner=combiner,
                                      aggregator=aggregator, target_fpr=target_fpr, detect_size=detect_size,
-                                     redetect_every=redetect_every))
+                                     redetect_every=redetect_every, device=device))
     test = ensemble.metrics.get("test", {})
     click.echo(f"wrote {out}: combiner {ensemble.combiner.kind}, threshold {ensemble.threshold:.4f} "
                f"({ensemble.threshold_rule})")
@@ -307,24 +353,30 @@ def build_ensemble(members, faces, out, combiner, aggregator, target_fpr, detect
 @click.option("--max-upload-mb", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Inference threads.")
 @click.option("--queue", "queue_size", type=click.IntRange(min=0), default=4, show_default=True,
-              help="Requests that may wait for a worker; beyond that the server answers 503.")
+              help="Complete uploads that may wait for a worker; beyond that the server answers 503.")
+@click.option("--max-uploads", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Uploads received at once (they hold no inference slot); beyond that the server answers 503.")
+@click.option("--upload-idle-timeout", "upload_idle_seconds", type=click.FloatRange(min=0), default=30.0,
+              show_default=True, help="Seconds an upload may send nothing before it gets 408 (0: no limit).")
+@click.option("--upload-min-rate", "upload_min_kb_per_second", type=click.FloatRange(min=0), default=10.0,
+              show_default=True, help="KB/s an upload must average once its grace period is over, else 408 "
+                                      "(0: no limit).")
+@click.option("--upload-grace", "upload_grace_seconds", type=click.FloatRange(min=0), default=30.0,
+              show_default=True, help="Seconds before --upload-min-rate applies.")
 @click.option("--ensemble", "ensemble_file", type=click.Path(path_type=Path), default=None,
               help="Ensemble file [default: the shipped models].")
-@click.option("--upload-dir", type=click.Path(path_type=Path), default=None,
+@click.option("--upload-dir", "tmp_dir", type=click.Path(path_type=Path), default=None,
               help="Where uploads are held while classified [default: a new temporary directory].")
 @click.option("--device", default=None, help="torch device [default: cuda when available].")
-def serve(host, port, max_upload_mb, workers, queue_size, ensemble_file, upload_dir, device):
+def serve(host, port, ensemble_file, device, **server_options):
     """Serve the upload page and the JSON API (POST /api/v1/classify, GET /api/v1/health, /api/v1/models)."""
-    import uvicorn
-
     from ensembles.ensemble import Ensemble
-    from web.app import ServerConfig, create_app
+    from web.app import ServerConfig, create_app, listen, run_server
 
-    app = create_app(Ensemble.load(ensemble_file, device=device),
-                     ServerConfig(max_upload_mb=max_upload_mb, workers=workers, queue_size=queue_size,
-                                  tmp_dir=upload_dir))
-    click.echo(f"serving on http://{host}:{port}/  (API docs at /docs)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    sock = listen(host, port)  # a busy port fails here, before the models load
+    app = create_app(Ensemble.load(ensemble_file, device=device), ServerConfig(**server_options))
+    click.echo(f"serving on http://{f'[{host}]' if ':' in host else host}:{port}/  (API docs at /docs)")
+    run_server(app, sock)
 
 
 @main.command("evaluate-ensemble")
@@ -336,7 +388,12 @@ def serve(host, port, max_upload_mb, workers, queue_size, ensemble_file, upload_
 @click.option("--json", "as_json", is_flag=True, help="Print metrics and every verdict as JSON.")
 @click.option("--device", default=None)
 def evaluate_ensemble(paths, ensemble_file, labels, as_json, device):
-    """Classify labelled videos or images end to end and report AUC, accuracy etc. at the ensemble threshold."""
+    """Classify labelled videos or images end to end and report AUC, accuracy etc. at the ensemble threshold.
+
+    Missing paths, unreadable files and folders without media are listed as errors and left out of the
+    metrics; the rest is scored. Exit status: 0 when every file was read completely, 1 when any path gave an
+    error or a damaged file (or nothing could be scored), 2 on usage errors.
+    """
     import json
 
     from ensembles.ensemble import Ensemble
@@ -346,11 +403,14 @@ def evaluate_ensemble(paths, ensemble_file, labels, as_json, device):
     result = run_evaluation(list(paths), Ensemble.load(ensemble_file, device=device), labels, progress=not as_json)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
-        return
-    click.echo(describe(result.metrics))
-    click.echo(f"at threshold {result.metrics['threshold']:.4f}: confusion matrix [[TN, FP], [FN, TP]] = "
-               f"{result.metrics['confusion_matrix']}; no face: {result.n_no_face}, errors: {result.n_error}, "
-               f"unlabelled: {result.n_unlabelled}")
+    else:
+        for line in result.problem_lines():
+            click.echo(line)
+        click.echo(describe(result.metrics))
+        click.echo(f"at threshold {result.metrics['threshold']:.4f}: confusion matrix [[TN, FP], [FN, TP]] = "
+                   f"{result.metrics['confusion_matrix']}; no face: {result.n_no_face}, errors: {result.n_error}, "
+                   f"damaged: {result.n_damaged}, unlabelled: {result.n_unlabelled}")
+    sys.exit(1 if result.n_error or result.n_damaged else 0)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from models.checkpoint import load_checkpoint
 from models.data import labelled_faces, labels_of, load_crops
 from models.metrics import binary_metrics, frame_and_video_metrics, video_scores
 from pipeline.cache import load_manifest
+from pipeline.detectors import resolve_device
 from pipeline.errors import DataError, UsageError
 
 log = logging.getLogger(__name__)
@@ -35,20 +36,20 @@ class BuildConfig:
     detect_size: int | None = None  # None: as in the training cache (it changes speed, not crop geometry)
     redetect_every: int | None = None  # None: as in the training cache (speed; see FaceConfig.redetect_every)
     threads: int = 0
+    device: str | None = None  # None: cuda when available (as train and evaluate)
 
 
-def score_members(checkpoints, files: list[str], threads: int, batch_size: int = 256) -> np.ndarray:
-    """P(FAKE) of each member for each crop file: (n_files, n_members)."""
+def score_members(checkpoints, files: list[str], threads: int, device: str | torch.device | None = "cpu",
+                  batch_size: int = 256) -> np.ndarray:
+    """P(FAKE) of each member for each crop file: (n_files, n_members), scored as `evaluate` scores them."""
+    from models.train import evaluate
+
+    device = resolve_device(device)
     columns = []
     for checkpoint in checkpoints:
-        model = checkpoint.build_model()
+        model = checkpoint.build_model().to(device, memory_format=torch.channels_last)
         images = load_crops(files, checkpoint.preprocess, threads=threads)
-        scores = []
-        with torch.inference_mode():
-            for start in range(0, len(files), batch_size):
-                batch = checkpoint.preprocess.normalize(images[start : start + batch_size])
-                scores.append(torch.sigmoid(model(batch).float()).numpy())
-        columns.append(np.concatenate(scores))
+        columns.append(evaluate(model, images, checkpoint.preprocess, device, batch_size))
     return np.column_stack(columns)
 
 
@@ -58,11 +59,15 @@ def _video_auc(video_ids, labels, probs) -> float:
 
 
 def _cross_validated_stacked(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Out-of-fold predictions of a stacked combiner (folds by group), for a fair comparison."""
+    """Out-of-fold predictions of a stacked combiner (up to 5 folds by group), for a fair comparison.
+    UsageError when the validation set is too small for that (fewer than 2 groups, or a fold of one class)."""
     from sklearn.model_selection import GroupKFold
 
+    folds = min(5, len(np.unique(groups)))
+    if folds < 2:
+        raise UsageError(f"a stacked combiner needs validation faces of at least 2 groups, got {folds}")
     out = np.zeros(len(labels))
-    for train, held in GroupKFold(n_splits=5).split(probs, labels, groups):
+    for train, held in GroupKFold(n_splits=folds).split(probs, labels, groups):
         out[held] = fit_stacked(probs[train], labels[train])(probs[held])
     return out
 
@@ -97,7 +102,8 @@ def build_ensemble(config: BuildConfig) -> EnsembleConfig:
     if sets["val"].empty:
         raise DataError(f"{cache_dir}: no face of the members' validation groups (is this their training cache?)")
     threads = config.threads or os.cpu_count() or 1
-    scored = {name: (rows, score_members(checkpoints, rows["crop_file"].tolist(), threads), labels_of(rows))
+    device = resolve_device(config.device)
+    scored = {name: (rows, score_members(checkpoints, rows["crop_file"].tolist(), threads, device), labels_of(rows))
               for name, rows in sets.items() if not rows.empty}
     val_rows, val_probs, val_labels = scored["val"]
     val_ids, val_groups = val_rows["video_id"].to_numpy(), val_rows["group"].astype(str).to_numpy()
@@ -105,7 +111,13 @@ def build_ensemble(config: BuildConfig) -> EnsembleConfig:
     results = {}
     for kind in candidates:
         if kind == "stacked":
-            combined = _cross_validated_stacked(val_probs, val_labels, val_groups)
+            try:
+                combined = _cross_validated_stacked(val_probs, val_labels, val_groups)
+            except UsageError as exc:
+                if config.combiner == "stacked":
+                    raise UsageError(f"--combiner stacked: {exc} (the validation split is too small)") from None
+                log.warning("stacked combiner left out of the choice: %s", exc)
+                continue
             combiner = fit_stacked(val_probs, val_labels)
         elif kind == "weighted":
             aucs = [max(_video_auc(val_ids, val_labels, val_probs[:, i]) - 0.5, 1e-3) for i in range(val_probs.shape[1])]

@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import torch
 from ensembles.aggregate import Aggregator
 from ensembles.combine import Combiner
 from ensembles.tracks import TrackConfig, link_tracks
-from ensembles.verdict import ERROR, FAKE, NO_FACE, REAL, FaceScore, TrackScore, VideoVerdict
+from ensembles.verdict import ERROR, FAKE, NO_FACE, REAL, FaceScore, TrackScore, VideoVerdict, low_evidence_note
 from pipeline.cache import write_atomic
 from pipeline.errors import DataError, MediaError, UsageError
 from pipeline.faces import FIELDS_ADDED_LATER, FaceConfig, FaceExtractor
@@ -141,13 +142,14 @@ class Ensemble:
         fighting the decoder for the cores (bench/classify_speed.py). None leaves torch's setting alone.
         """
         from models.checkpoint import load_checkpoint
+        from pipeline.detectors import resolve_device
 
         if torch_threads is not None:
             torch.set_num_threads(torch_threads)
 
         path = Path(path) if path else DEFAULT_ENSEMBLE
         config = EnsembleConfig.load(path)
-        torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        torch_device = resolve_device(device)  # cuda when available; a UsageError for a device not present
         members, names = [], set()
         for relative in config.members:
             checkpoint = load_checkpoint(path.parent / relative)
@@ -180,7 +182,7 @@ class Ensemble:
             for member in self.members:
                 scores = []
                 for start in range(0, len(crops), batch_size):
-                    batch = member.preprocess(crops[start : start + batch_size]).to(self.device)
+                    batch = member.preprocess(crops[start : start + batch_size], device=self.device)
                     scores.append(torch.sigmoid(member.model(batch).float()).cpu().numpy())
                 columns.append(np.concatenate(scores))
         return np.column_stack(columns)
@@ -231,25 +233,28 @@ class Ensemble:
         frames, faces_meta, crops, thumbnails = 0, [], [], []
         scorer = ThreadPoolExecutor(1, thread_name_prefix="score")  # scores while the next frames are searched
         scored: list[Future] = []
-        media_type = ""
+        media_type, damage = "", ""
         try:
             with MediaReader(path) as reader:
                 if expected_type is not None and reader.info.media_type != expected_type:
                     raise MediaError(f"{path}: is a {reader.info.media_type}, not an {expected_type}"
                                      f" (use classify-{reader.info.media_type})")
                 media_type = reader.info.media_type
-                for position, (frame, frame_crops) in enumerate(extractor.faces_in_file(reader)):
-                    frames += 1
-                    for crop in frame_crops:
-                        faces_meta.append((position, frame.index, frame.timestamp, crop.detection))
-                        crops.append(crop.crop)
-                        if keep_thumbnails:
-                            thumbnails.append(cv2.resize(crop.crop, (96, 96), interpolation=cv2.INTER_AREA))
-                    if len(crops) >= SCORE_EVERY:  # score as we go: overlaps decoding, memory stays flat
-                        if len(scored) >= SCORES_PENDING:
-                            scored[-SCORES_PENDING].result()  # the scorer lags: wait, do not pile up crops
-                        scored.append(scorer.submit(self.score_crops, crops))
-                        crops = []
+                found = extractor.faces_in_file(reader)
+                with closing(found):  # on every path its decoding thread is joined before the reader closes
+                    for position, (frame, frame_crops) in enumerate(found):
+                        frames += 1
+                        for crop in frame_crops:
+                            faces_meta.append((position, frame.index, frame.timestamp, crop.detection))
+                            crops.append(crop.crop)
+                            if keep_thumbnails:
+                                thumbnails.append(cv2.resize(crop.crop, (96, 96), interpolation=cv2.INTER_AREA))
+                        if len(crops) >= SCORE_EVERY:  # score as we go: overlaps decoding, memory stays flat
+                            if len(scored) >= SCORES_PENDING:
+                                scored[-SCORES_PENDING].result()  # the scorer lags: wait, do not pile up crops
+                            scored.append(scorer.submit(self.score_crops, crops))
+                            crops = []
+                damage = reader.truncation_note()  # fewer frames decoded than announced: say so in the verdict
             scored.append(scorer.submit(self.score_crops, crops))
             searched = time.perf_counter()
             probs_parts = [future.result() for future in scored]
@@ -265,15 +270,17 @@ class Ensemble:
         # decoding, detection and cropping (with scoring running beside them), then the scoring left over
         timings = {"total": round(total, 3), "decode_and_detect": round(searched - started, 3),
                    "score": round(total - (searched - started), 3)}
-        return self._verdict(path, media_type, frames, faces_meta, per_model_probs, timings), thumbnails
+        return self._verdict(path, media_type, frames, faces_meta, per_model_probs, timings, damage), thumbnails
 
-    def _verdict(self, path, media_type, n_frames, faces_meta, member_probs, timings) -> VideoVerdict:
+    def _verdict(self, path, media_type, n_frames, faces_meta, member_probs, timings, damage: str = "") -> VideoVerdict:
+        """The verdict of one file; `damage` (a truncation note, or '') marks it damaged and becomes a warning."""
         common = dict(path=str(path), video_id=path.stem, threshold=self.config.threshold, n_frames=n_frames,
                       n_faces=len(faces_meta), media_type=media_type, aggregator=self.config.aggregator.kind,
-                      combiner=self.config.combiner.kind, timings=timings)
+                      combiner=self.config.combiner.kind, timings=timings, damaged=bool(damage))
         if not faces_meta:
             return VideoVerdict(verdict=NO_FACE, p_fake=None, per_model={m: None for m in self.member_names},
-                                tracks=[], message="no face found in any sampled frame", **common)
+                                tracks=[], message="no face found in any sampled frame",
+                                warnings=[damage] if damage else [], **common)
         positions = [meta[0] for meta in faces_meta]
         boxes = [tuple(round(v, 1) for v in meta[3].box) for meta in faces_meta]
         probs = self.config.combiner(member_probs)
@@ -287,13 +294,22 @@ class Ensemble:
                       per_model={n: round(float(member_probs[k, i]), 4) for i, n in enumerate(self.member_names)})
             for k, (meta, track, box, p) in enumerate(zip(faces_meta, track_ids, boxes, probs))
         ]
+        voting = [t for t in tracks if t.counted]
+        # the faces behind the decision: the most suspicious person's ("max"), or every voting person's ("mean")
+        deciding_faces = (max(voting, key=lambda t: t.p_fake).n_faces if self.config.track_policy == "max"
+                          else sum(t.n_faces for t in voting))
+        thin = low_evidence_note(media_type, deciding_faces)
         verdict = FAKE if p_fake >= self.config.threshold else REAL
         return VideoVerdict(verdict=verdict, p_fake=round(p_fake, 4), per_model=per_model, tracks=tracks,
-                            faces=faces, **common)
+                            faces=faces, low_evidence=bool(thin), warnings=[w for w in (damage, thin) if w], **common)
 
     def _error(self, path: Path, message: str, started: float) -> VideoVerdict:
+        return self.error_verdict(path, message, time.perf_counter() - started)
+
+    def error_verdict(self, path: str | Path, message: str, seconds: float = 0.0) -> VideoVerdict:
+        """An ERROR verdict for `path` (unreadable, missing, or a folder without media); `message` names the path."""
+        path = Path(path)
         return VideoVerdict(path=str(path), video_id=path.stem, verdict=ERROR, p_fake=None,
                             threshold=self.config.threshold, per_model={m: None for m in self.member_names},
                             tracks=[], n_frames=0, n_faces=0, media_type="", aggregator=self.config.aggregator.kind,
-                            combiner=self.config.combiner.kind,
-                            timings={"total": round(time.perf_counter() - started, 3)}, message=message)
+                            combiner=self.config.combiner.kind, timings={"total": round(seconds, 3)}, message=message)

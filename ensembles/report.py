@@ -1,6 +1,8 @@
 """A PNG per classified file: the per-frame p_fake timeline of each face track and the face thumbnails."""
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -12,19 +14,59 @@ from ensembles.verdict import VideoVerdict
 MAX_THUMBNAILS = 12
 
 
+def _safe(part: str) -> str:
+    return re.sub(r"[^\w.~-]+", "_", part).strip("_.") or "video"
+
+
 def report_name(verdict: VideoVerdict) -> str:
-    safe = re.sub(r"[^\w.-]+", "_", verdict.video_id).strip("_") or "video"
-    return f"{safe}.png"
+    return f"{_safe(verdict.video_id)}.png"
 
 
-def write_report(verdict: VideoVerdict, thumbnails: list[np.ndarray], out_dir: Path) -> Path:
-    """Draw the report of one verdict into `out_dir` and return the PNG's path."""
+class ReportNames:
+    """Report names for one run, unique and deterministic: no input's report overwrites another's.
+
+    An input found in a folder is named by its path relative to that folder (`clips/a/x.mp4` given as
+    `clips` -> `a/x.png`, a subfolder of the report directory); a file named on the command line by its
+    own name. When that name is already another input's (`a/clip.mp4` and `b/clip.mp4` both named, or
+    `clip.mp4` beside `clip.avi`), `~` and a short hash of the file's absolute path are added, as
+    `extract` does for video ids. The same file met twice keeps its one name.
+    """
+
+    def __init__(self):
+        self._by_source: dict[str, Path] = {}
+        self._taken: set[str] = set()
+
+    def name_for(self, root: Path, file: Path) -> Path:
+        """The report's path relative to the report directory, for `file` found under `root`."""
+        source = os.path.abspath(file)
+        if source in self._by_source:
+            return self._by_source[source]
+        try:
+            parts = Path(file).relative_to(root).with_suffix("").parts
+        except ValueError:
+            parts = (Path(file).stem,)
+        parts = tuple(_safe(part) for part in parts) or ("video",)
+        name = Path(*parts[:-1], f"{parts[-1]}.png")
+        digest = hashlib.sha1(source.encode()).hexdigest()
+        width = 8
+        while name.as_posix().lower() in self._taken:  # lower case: reports may land on a case-blind disk
+            name = Path(*parts[:-1], f"{parts[-1]}~{digest[:width]}.png")
+            width += 4
+        self._taken.add(name.as_posix().lower())
+        self._by_source[source] = name
+        return name
+
+
+def write_report(verdict: VideoVerdict, thumbnails: list[np.ndarray], out_dir: Path,
+                 name: str | Path | None = None) -> Path:
+    """Draw the report of one verdict into `out_dir` (as `name`, default from its video id); return the PNG's path."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / (name or report_name(verdict))
+    path.parent.mkdir(parents=True, exist_ok=True)
     shown = np.linspace(0, len(thumbnails) - 1, min(MAX_THUMBNAILS, len(thumbnails))).round().astype(int) \
         if thumbnails else []
     figure = plt.figure(figsize=(12, 6.5), dpi=100)
@@ -56,7 +98,6 @@ def write_report(verdict: VideoVerdict, thumbnails: list[np.ndarray], out_dir: P
         axis.set_title(f"t={face.timestamp:.1f}s #{face.track}\n{face.p_fake:.2f}", fontsize=8)
         axis.axis("off")
     figure.tight_layout()
-    path = out_dir / report_name(verdict)
     figure.savefig(path)
     plt.close(figure)
     return path

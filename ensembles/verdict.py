@@ -6,6 +6,20 @@ from dataclasses import asdict, dataclass, field
 
 FAKE, REAL, NO_FACE, ERROR = "FAKE", "REAL", "NO_FACE", "ERROR"
 
+# A video verdict resting on fewer scored faces of the deciding person than this is flagged low-evidence.
+# A still image is never flagged for its count: a photo holds one face per person by nature, so its verdict
+# is always a single-frame (frame-level) judgement, and the README says so.
+MIN_EVIDENCE_FACES = 5
+
+
+def low_evidence_note(media_type: str, deciding_faces: int) -> str:
+    """A warning when a video's verdict rests on fewer than MIN_EVIDENCE_FACES faces of the deciding person, else ''."""
+    if media_type != "video" or deciding_faces >= MIN_EVIDENCE_FACES:
+        return ""
+    faces = f"{deciding_faces} scored face" + ("" if deciding_faces == 1 else "s")
+    return (f"low evidence: the verdict rests on {faces} of the deciding person ({MIN_EVIDENCE_FACES} or more wanted;"
+            f" a longer clip or denser sampling, e.g. --every 5, gives more)")
+
 
 @dataclass(frozen=True)
 class FaceScore:
@@ -31,7 +45,13 @@ class TrackScore:
 
 @dataclass(frozen=True)
 class VideoVerdict:
-    """What the ensemble concluded about one file. `p_fake` is None when no face was found."""
+    """What the ensemble concluded about one file. `p_fake` is None when no face was found.
+
+    `damaged`: fewer frames could be decoded than the file announced (truncated or corrupt), so the verdict
+    rests on part of it. `low_evidence`: the verdict rests on very few faces (see MIN_EVIDENCE_FACES).
+    `warnings`: human sentences saying both, shown under the verdict line. `report`: the PNG written for
+    this file, when reports were asked for.
+    """
 
     path: str
     video_id: str
@@ -48,6 +68,10 @@ class VideoVerdict:
     timings: dict[str, float]
     faces: list[FaceScore] = field(default_factory=list)
     message: str = ""
+    damaged: bool = False
+    low_evidence: bool = False
+    warnings: list[str] = field(default_factory=list)
+    report: str | None = None
 
     def to_dict(self, with_faces: bool = True) -> dict:
         data = asdict(self)
@@ -58,11 +82,19 @@ class VideoVerdict:
     def to_json(self, with_faces: bool = True) -> str:
         return json.dumps(self.to_dict(with_faces), ensure_ascii=False)
 
+    @property
+    def complete(self) -> bool:
+        """False for an ERROR or a damaged file (classify-* and evaluate-ensemble then exit with status 1)."""
+        return self.verdict != ERROR and not self.damaged
+
     def summary_line(self) -> str:
+        """The verdict line, then one indented `warning:` line per warning."""
         seconds = self.timings.get("total", 0.0)
         if self.verdict == ERROR:
             return f"ERROR    {self.message}"
         if self.p_fake is None:
-            return f"NO_FACE  {self.path}  frames={self.n_frames}  {seconds:.1f}s"
-        return (f"{self.verdict:<8} {self.path}  p_fake={self.p_fake:.3f} (threshold {self.threshold:.3f})"
-                f"  faces={self.n_faces}  tracks={sum(t.counted for t in self.tracks)}  {seconds:.1f}s")
+            line = f"NO_FACE  {self.path}  frames={self.n_frames}  {seconds:.1f}s"
+        else:
+            line = (f"{self.verdict:<8} {self.path}  p_fake={self.p_fake:.3f} (threshold {self.threshold:.3f})"
+                    f"  faces={self.n_faces}  tracks={sum(t.counted for t in self.tracks)}  {seconds:.1f}s")
+        return "\n".join([line, *(f"  warning: {warning}" for warning in self.warnings)])

@@ -51,15 +51,18 @@ class Preprocess:
         return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """Float tensor normalised with mean/std, from uint8 images or floats already in [0, 1]."""
+        """Float tensor normalised with mean/std, from uint8 images or floats already in [0, 1], on the
+        images' device."""
         images = images.float().div(255.0) if images.dtype == torch.uint8 else images.float()
-        mean = torch.tensor(self.mean, dtype=images.dtype).view(-1, 1, 1)
-        std = torch.tensor(self.std, dtype=images.dtype).view(-1, 1, 1)
+        mean = torch.tensor(self.mean, dtype=images.dtype, device=images.device).view(-1, 1, 1)
+        std = torch.tensor(self.std, dtype=images.dtype, device=images.device).view(-1, 1, 1)
         return (images - mean) / std
 
-    def __call__(self, crops_bgr: list[np.ndarray]) -> torch.Tensor:
-        """A normalised batch (N, 3, S, S) from in-memory BGR crops (what inference calls)."""
-        return self.normalize(torch.stack([self.crop_resize(crop) for crop in crops_bgr]))
+    def __call__(self, crops_bgr: list[np.ndarray], device: torch.device | str | None = None) -> torch.Tensor:
+        """A normalised batch (N, 3, S, S) from in-memory BGR crops (what inference calls), on `device`
+        (default CPU): the uint8 batch is moved there before it is normalised, a quarter of the float bytes."""
+        batch = torch.stack([self.crop_resize(crop) for crop in crops_bgr])
+        return self.normalize(batch if device is None else batch.to(device))
 
     def to_dict(self) -> dict:
         return {**asdict(self), "mean": list(self.mean), "std": list(self.std)}

@@ -13,8 +13,9 @@ from models.checkpoint import load_checkpoint
 from models.data import labelled_faces, labels_of, load_crops
 from models.metrics import describe, frame_and_video_metrics
 from models.split import SPLITS
-from models.train import evaluate, resolve_device
+from models.train import evaluate
 from pipeline.cache import load_manifest
+from pipeline.detectors import resolve_device
 from pipeline.errors import DataError, UsageError
 
 log = logging.getLogger(__name__)

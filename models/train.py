@@ -32,6 +32,7 @@ from models.plots import plot_curves, plot_roc
 from models.registry import create_model, model_names
 from models.split import SPLITS, assign_splits, check_fractions, read_split, split_groups, subsample_groups, write_split
 from pipeline.cache import load_manifest, write_atomic
+from pipeline.detectors import resolve_device
 from pipeline.errors import DataError, UsageError
 
 log = logging.getLogger(__name__)
@@ -220,7 +221,7 @@ def fit(config: TrainConfig, progress: bool = True, report: Callable[[str], None
         model.load_state_dict(last["model"])
         optimizer.load_state_dict(last["optimizer"])
         scheduler.load_state_dict(last["lr_scheduler"])
-        scaler.load_state_dict(last["scaler"])
+        restore_scaler(scaler, last.get("scaler", {}))
         history, best_score, best_epoch = list(last["history"]), last["best_score"], last["best_epoch"]
         bad_epochs, stopped = last["bad_epochs"], last["stopped_early"]
         report(f"resuming {config.run_dir} after epoch {len(history)}")
@@ -355,6 +356,13 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, floor: float = 0.0
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def restore_scaler(scaler: torch.amp.GradScaler, state: dict) -> None:
+    """Resume the loss scaler, across devices: a run saved on a CPU (disabled scaler, empty state) resumed on
+    CUDA starts a fresh scale instead of failing; CUDA state resumed on a CPU is ignored by the disabled scaler."""
+    if state:
+        scaler.load_state_dict(state)
+
+
 def to_model_input(batch: torch.Tensor) -> torch.Tensor:
     """Channels-last batches: faster convolutions on CPU (oneDNN) and with CUDA mixed precision."""
     return batch.contiguous(memory_format=torch.channels_last)
@@ -364,18 +372,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def resolve_device(name: str | None) -> torch.device:
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"--device {name!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda asked for, but no CUDA device is available")
-    return device
 
 
 def epoch_line(entry: dict, epochs: int) -> str:

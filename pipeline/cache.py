@@ -51,6 +51,18 @@ def config_key(fields: dict) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:10]
 
 
+def cache_dir_name(config_fields: dict) -> str:
+    """The name of the cache directory for a configuration: `<detector>-<config hash>`."""
+    return f"{config_fields['detector']}-{config_key(config_fields)}"
+
+
+def default_cache_name() -> str:
+    """The directory name `extract` gives the cache made with its default settings (e.g. `mtcnn-0463e6a4ab`)."""
+    from pipeline.extract import ExtractConfig  # imported here: pipeline.extract imports this module
+
+    return cache_dir_name(ExtractConfig().cache_fields())
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file or the new one, never a torn one."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -80,7 +92,7 @@ class FaceCache:
     def __init__(self, root: str | os.PathLike, config_fields: dict):
         self.root = Path(root)
         self.config_fields = config_fields
-        self.dir = self.root / f"{config_fields['detector']}-{config_key(config_fields)}"
+        self.dir = self.root / cache_dir_name(config_fields)
         self.entries: dict[str, dict] = {}
         self._lock_handle = None
         self._journal = None
@@ -212,7 +224,12 @@ def _json_default(value):
 
 
 def find_cache_dir(path: str | os.PathLike) -> Path:
-    """The cache directory holding manifest.csv: `path` itself, or its only configuration subdirectory."""
+    """The cache directory holding manifest.csv: `path` itself, or one of its configuration subdirectories.
+
+    When `path` holds several caches, the one made with extract's default settings is chosen (so
+    `--faces data/faces` means the cache that `extract` makes by default); without it, which one is
+    meant is ambiguous and the error lists them.
+    """
     path = Path(path)
     if (path / "manifest.csv").is_file():
         return path
@@ -221,10 +238,16 @@ def find_cache_dir(path: str | os.PathLike) -> Path:
     candidates = sorted(p.parent for p in path.glob("*/manifest.csv"))
     if not candidates:
         raise DataError(f"{path}: no manifest.csv here or in its subdirectories (run `extract` first)")
-    if len(candidates) > 1:
-        listing = "\n".join(f"  {c}  ({_describe(c)})" for c in candidates)
-        raise DataError(f"{path} holds several face caches; choose one with --faces:\n{listing}")
-    return candidates[0]
+    if len(candidates) == 1:
+        return candidates[0]
+    default = path / default_cache_name()
+    if default in candidates:
+        log.warning("%s holds %d face caches; using %s, the one extract makes with its default settings "
+                    "(name another with --faces)", path, len(candidates), default)
+        return default
+    listing = "\n".join(f"  {c}  ({_describe(c)})" for c in candidates)
+    raise DataError(f"{path} holds several face caches and none made with extract's default settings "
+                    f"({default.name}); choose one with --faces:\n{listing}")
 
 
 def _describe(cache_dir: Path) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -17,7 +19,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from pipeline.errors import DataError
+from pipeline.errors import DataError, UsageError
 from pipeline.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,34 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def resolve_device(name: str | None):
+    """The torch.device to run on: `name`, or CUDA when available; UsageError for a device that is not there."""
+    import torch
+
+    if name is None:
+        return torch.device(default_device())
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device {name!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name} asked for, but no CUDA device is available")
+    return device
+
+
+def cuda_expected(device: str | None) -> bool:
+    """Whether work on `device` (None: CUDA when available) will run on CUDA, answered without importing
+    torch when it is not imported yet (2 s of start-up here): then an NVIDIA device node stands in for
+    torch.cuda.is_available(). Nothing here initialises CUDA, so fork-server workers may still use it."""
+    if device is not None:
+        return str(device).startswith("cuda")
+    if os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
+        return False
+    if "torch" in sys.modules:
+        return sys.modules["torch"].cuda.is_available()
+    return Path("/dev/nvidiactl").exists()
+
+
 @register_detector("mtcnn")
 class MTCNNDetector:
     """MTCNN with facenet-pytorch's networks and the weights shipped inside that package, run through
@@ -82,7 +112,7 @@ class MTCNNDetector:
     def __init__(self, device: str | None = None):
         from pipeline.mtcnn import MTCNNCascade
 
-        self.device = device or default_device()
+        self.device = str(resolve_device(device))
         self._cascade = MTCNNCascade(self.device, min_face_size=self.min_size_in_frame)
 
     def detect(self, frames_rgb: list[np.ndarray]) -> list[list[Detection]]:

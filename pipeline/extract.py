@@ -1,20 +1,28 @@
 """The `extract` stage: inputs -> sampled frames -> faces -> cached crops and manifest."""
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import logging
 import os
+import pickle
+import select
+import signal
+import sys
+import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing import get_all_start_methods, get_context
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 from tqdm import tqdm
 
 from pipeline.cache import FaceCache, crop_relpath, write_jpeg_atomic
-from pipeline.errors import MediaError, UsageError
+from pipeline.detectors import cuda_expected
+from pipeline.errors import DataError, DeepfakeError, MediaError, UsageError
 from pipeline.faces import FaceConfig, FaceExtractor
 from pipeline.labels import LABEL_FILE_NAMES, LabelInfo, LabelResolver
 from pipeline.media import VIDEO_EXTENSIONS, MediaReader, is_media_name, limit_malloc_arenas, quiet_opencv
@@ -172,14 +180,22 @@ def process_input(job: InputJob, extractor: FaceExtractor, cache_dir: Path, jpeg
         record["status"] = "ok" if faces else "no_face"
         record["message"] = "; ".join(n for n in notes if n) or ("" if faces else "no face found in any sampled frame")
     except MediaError as exc:
-        record["message"] = str(exc)
+        record["message"] = _without_path(str(exc), job.path)
         faces = []
     except Exception as exc:  # a decoder or library failure on one file must not stop the batch
         log.debug("unexpected failure on %s", job.path, exc_info=True)
-        record["message"] = f"{job.path}: {type(exc).__name__}: {exc}"
+        record["message"] = _without_path(f"{type(exc).__name__}: {exc}", job.path)
         faces = []
     record["seconds"] = round(time.perf_counter() - started, 3)
     return {"input": record, "faces": faces}
+
+
+def _without_path(message: str, path: Path) -> str:
+    """`message` without a leading "<path>: ": the record (and the failure line) names the path already."""
+    for prefix in (f"{path}: ", f"{os.path.abspath(path)}: "):
+        if message.startswith(prefix):
+            return message[len(prefix):]
+    return message
 
 
 def _face_row(record: dict, crop, relpath: str, detector: str, width: int, height: int) -> dict:
@@ -216,8 +232,272 @@ def _run_job(job: InputJob) -> dict:
     return process_input(job, _WORKER["extractor"], _WORKER["cache_dir"], _WORKER["quality"])
 
 
-def resolve_workers(requested: int, n_jobs: int) -> int:
-    return max(1, min(requested or os.cpu_count() or 1, n_jobs))
+def _worker_main(conn: Connection, parent_pid: int, init_args: tuple) -> None:
+    """A worker process: set up, say "ready", then read the inputs the parent sends, one at a time."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
+    _end_with_parent(parent_pid)
+    try:
+        _init_worker(*init_args)
+    except Exception as exc:  # e.g. a bad --device: the parent raises it, as it would without workers
+        _send(conn, ("failed", _picklable(exc)))
+        return
+    if not _send(conn, ("ready", None)):
+        return
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return  # the parent is gone
+        if job is None or not _send(conn, ("done", _run_job(job))):
+            return
+
+
+def _send(conn: Connection, message) -> bool:
+    try:
+        conn.send(message)
+        return True
+    except OSError:  # the parent is gone
+        return False
+
+
+def _picklable(exc: Exception) -> Exception:
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return DeepfakeError(f"a worker process could not start: {type(exc).__name__}: {exc}")
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _end_with_parent(parent_pid: int) -> None:
+    """End this worker as soon as the process running `extract` is gone, even after `kill -9`.
+
+    A worker is a child of the fork server, not of that process, and the fork server stays up as long as
+    any worker does; so the kernel's parent-death signal (set too: it covers a killed fork server, and the
+    parent itself under the spawn method) is not enough. A thread waits for the parent's pidfd to become
+    readable (the parent has exited) and ends the process; crops are written atomically, so nothing is torn.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            log.debug("prctl(PR_SET_PDEATHSIG) unavailable")
+    try:
+        pidfd = os.pidfd_open(parent_pid)
+    except ProcessLookupError:
+        os._exit(1)  # gone already
+    except (AttributeError, OSError):  # not Linux, or an old kernel: poll instead
+        pidfd = None
+    threading.Thread(target=_exit_when_gone, args=(parent_pid, pidfd), name="end-with-parent", daemon=True).start()
+
+
+def _exit_when_gone(parent_pid: int, pidfd: int | None) -> None:
+    if pidfd is not None:
+        select.select([pidfd], [], [])
+    else:
+        while True:
+            try:
+                os.kill(parent_pid, 0)
+            except ProcessLookupError:
+                break
+            except PermissionError:
+                pass  # alive (a pid taken by someone else's process would look the same: the pidfd avoids that)
+            time.sleep(0.5)
+    os._exit(1)
+
+
+def _death_cause(exitcode: int | None) -> str:
+    """How a worker process ended, in words: "signal 9 SIGKILL ...", "exit code 1"."""
+    if exitcode is None:
+        return "exit status unknown"
+    if exitcode >= 0:
+        return f"exit code {exitcode}"
+    try:
+        name = signal.Signals(-exitcode).name
+    except ValueError:
+        return f"signal {-exitcode}"
+    if -exitcode == signal.SIGKILL:
+        return f"signal {-exitcode} {name}: killed, e.g. by the kernel when memory ran out"
+    return f"signal {-exitcode} {name}"
+
+
+@dataclass(eq=False)
+class _Worker:
+    """One worker process, our end of its pipe, and the input it is reading (None when idle)."""
+
+    process: object
+    conn: Connection
+    ready: bool = False
+    job: InputJob | None = None
+    alone: bool = False  # reading an input again after a worker died on it: nothing else runs meanwhile
+
+
+MAX_START_DEATHS = 3  # workers in a row that die before taking any input: something is wrong with all of them
+
+
+class _WorkerPool:
+    """`size` worker processes, each reading one input at a time over its own pipe.
+
+    With ProcessPoolExecutor, one dead worker (a decoder's segfault, the out-of-memory killer) breaks
+    the pool and fails every input not yet finished. Here the input a worker was reading when it died
+    is known, and a new worker takes the dead one's place. That input is read again alone (the other
+    workers wait), so that it has the memory to itself and a second death is its own, not a neighbour's;
+    it fails only then. Every other input goes on.
+    """
+
+    def __init__(self, context, size: int, init_args: tuple, worker_main=None):
+        self.context = context
+        self.size = size
+        self.init_args = init_args
+        self.worker_main = worker_main or _worker_main  # what a worker process runs (a test may wrap it)
+        self.workers: list[_Worker] = []
+        self.retired: list[_Worker] = []
+
+    def results(self, todo: list[InputJob]):
+        """Journal entries of `todo`, in completion order. Closing the generator kills the workers."""
+        queue, reruns = deque(todo), deque()
+        first_death: dict[str, str] = {}  # video id -> how the worker reading it died
+        start_deaths = 0
+        try:
+            while queue or reruns or any(w.job is not None for w in self.workers):
+                self._staff(waiting=len(queue) + len(reruns))
+                self._dispatch(queue, reruns)
+                ready = wait([w.conn for w in self.workers] + [w.process.sentinel for w in self.workers])
+                for worker in [w for w in self.workers if w.conn in ready or w.process.sentinel in ready]:
+                    messages, dead = self._receive(worker, ready)
+                    for kind, payload in messages:
+                        if kind == "failed":
+                            raise payload
+                        if kind == "ready":
+                            worker.ready, start_deaths = True, 0
+                            continue
+                        job, worker.job, worker.alone = worker.job, None, False
+                        if job.video_id in first_death:
+                            _add_note(payload["input"], f"read again: the worker process reading it first died "
+                                                        f"({first_death[job.video_id]})")
+                        yield payload
+                    if not dead:
+                        continue
+                    cause = self._bury(worker)
+                    job = worker.job
+                    if job is None:
+                        start_deaths += not worker.ready
+                        if start_deaths >= MAX_START_DEATHS:
+                            raise DeepfakeError(f"worker processes keep dying before reading anything (last: {cause})")
+                        log.warning("a worker process died while it was not reading anything (%s)", cause)
+                    elif job.video_id in first_death:
+                        first = first_death[job.video_id]
+                        causes = cause if cause == first else f"{first}, then {cause}"
+                        message = f"the worker process died while reading it, and again when read alone ({causes})"
+                        yield {"input": _input_record(job, "error", message), "faces": []}
+                    else:
+                        first_death[job.video_id] = cause
+                        log.warning("%s: the worker process died while reading it (%s); reading it again, alone",
+                                    job.path, cause)
+                        reruns.append(job)
+            self._stop()
+        finally:
+            self._kill()
+
+    def _start(self) -> _Worker:
+        ours, theirs = self.context.Pipe()
+        process = self.context.Process(target=self.worker_main, args=(theirs, os.getpid(), self.init_args),
+                                       name="extract-worker", daemon=True)
+        process.start()
+        theirs.close()
+        return _Worker(process, ours)
+
+    def _staff(self, waiting: int) -> None:
+        """Workers enough for the inputs left (at most `size`); idle ones go when nothing is waiting."""
+        busy = sum(w.job is not None for w in self.workers)
+        while len(self.workers) < min(self.size, busy + waiting):
+            self.workers.append(self._start())
+        if not waiting:
+            for worker in [w for w in self.workers if w.ready and w.job is None]:
+                _send(worker.conn, None)
+                self.workers.remove(worker)
+                self.retired.append(worker)
+
+    def _dispatch(self, queue: deque, reruns: deque) -> None:
+        busy = [w for w in self.workers if w.job is not None]
+        idle = [w for w in self.workers if w.ready and w.job is None]
+        if any(w.alone for w in busy):
+            return
+        if reruns:  # it waits for the others to finish, then runs alone
+            if idle and not busy and self._give(idle[0], reruns[0], alone=True):
+                reruns.popleft()
+            return
+        for worker in idle:
+            if not queue or not self._give(worker, queue[0]):
+                return
+            queue.popleft()
+
+    @staticmethod
+    def _give(worker: _Worker, job: InputJob, alone: bool = False) -> bool:
+        if not _send(worker.conn, job):
+            return False  # it just died: the job stays where it was, the death is seen next
+        worker.job, worker.alone = job, alone
+        return True
+
+    @staticmethod
+    def _receive(worker: _Worker, ready: list) -> tuple[list, bool]:
+        """The messages waiting from `worker`, and whether it has died."""
+        messages = []
+        try:
+            while worker.conn.poll():
+                messages.append(worker.conn.recv())
+        except (EOFError, OSError):  # its end closed: it died, perhaps in the middle of a message
+            return messages, True
+        return messages, worker.process.sentinel in ready
+
+    def _bury(self, worker: _Worker) -> str:
+        worker.process.join(timeout=5)
+        if worker.process.exitcode is None:  # its pipe closed but it lingers
+            worker.process.kill()
+            worker.process.join()
+        self.workers.remove(worker)
+        worker.conn.close()
+        return _death_cause(worker.process.exitcode)
+
+    def _stop(self) -> None:
+        """Tell the idle workers to stop and wait for them (one still starting is killed by `_kill`)."""
+        for worker in self.workers:
+            if worker.ready:
+                _send(worker.conn, None)
+        for worker in self.workers + self.retired:
+            if worker.ready:
+                worker.process.join(timeout=10)
+
+    def _kill(self) -> None:
+        """Kill what is left, at once: on an interrupt, running inputs are not waited for."""
+        for worker in self.workers + self.retired:
+            if worker.process.exitcode is None:
+                worker.process.kill()
+        for worker in self.workers + self.retired:
+            worker.process.join(timeout=10)
+            worker.conn.close()
+        self.workers, self.retired = [], []
+
+
+def _add_note(record: dict, note: str) -> None:
+    record["message"] = "; ".join(m for m in (record["message"], note) if m)
+
+
+# Default worker count on CUDA: each worker holds its own CUDA context (~0.5 GB of GPU memory before any
+# tensor) and the GPU runs their detections one after another anyway; what more workers add is decoding,
+# which stays on the CPU. Four keep a GPU fed while others decode, and fit in a 4 GB card. `--workers N`
+# overrides; bench/gpu_check.py measures one worker against this default on a GPU.
+CUDA_DEFAULT_WORKERS = 4
+
+
+def resolve_workers(requested: int, n_jobs: int, device: str | None = "cpu") -> int:
+    """`requested` processes (0: one per core, at most CUDA_DEFAULT_WORKERS on CUDA), never more than jobs."""
+    default = os.cpu_count() or 1
+    if cuda_expected(device):
+        default = min(default, CUDA_DEFAULT_WORKERS)
+    return max(1, min(requested or default, n_jobs))
 
 
 def extract(paths: list[str | os.PathLike], config: ExtractConfig, progress: bool = True) -> ExtractSummary:
@@ -225,13 +505,16 @@ def extract(paths: list[str | os.PathLike], config: ExtractConfig, progress: boo
     started = time.perf_counter()
     collected = collect_inputs(paths)
     found, skipped = collected.found, collected.skipped
-    if collected.missing:  # TODO(batch rule): report missing paths as failures and go on
-        raise UsageError(f"input {collected.missing[0]} does not exist")
+    if not found:
+        raise DataError(_nothing_found(collected, paths))
     if config.labels_csv is not None:  # the labels file is an input of its own, not a skipped one
         skipped = [p for p in skipped if p.resolve() != Path(config.labels_csv).resolve()]
     labels = LabelResolver(config.labels_csv)
     with FaceCache(config.out_dir, config.cache_fields()) as cache:
         summary = ExtractSummary(cache.dir, skipped=len(skipped), skipped_files=[str(p) for p in skipped])
+        for path in collected.missing:  # reported with the failures; everything else is still extracted
+            summary.failed += 1
+            summary.failures.append((str(path), "does not exist"))
         jobs = make_jobs(found, cache, labels)
         todo = []
         for job in jobs:
@@ -240,15 +523,17 @@ def extract(paths: list[str | os.PathLike], config: ExtractConfig, progress: boo
                 _count(summary, cache.entries[job.video_id])
             else:
                 todo.append(job)
-        workers = resolve_workers(config.workers, len(todo))
+        workers = resolve_workers(config.workers, len(todo), config.device)
         bar = tqdm(total=len(todo), desc="extract", unit="input", disable=not progress or not todo)
+        results = _results(todo, config, cache.dir, workers)
         try:
-            for entry in _results(todo, config, cache.dir, workers):
+            for entry in results:
                 cache.record(entry)
                 _count(summary, entry)
                 bar.set_postfix(faces=summary.faces, failed=summary.failed, refresh=False)
                 bar.update()
-        finally:
+        finally:  # on an interrupt or an error: workers killed now, what is recorded stays (snapshot on close)
+            results.close()
             bar.close()
     summary.seconds = time.perf_counter() - started
     return summary
@@ -264,23 +549,26 @@ def _results(todo: list[InputJob], config: ExtractConfig, cache_dir: Path, worke
             yield _run_job(job)
         return
     # fresh interpreters (torch is not fork-safe once used); with a fork server, an 8-clip run of
-    # `cli.py extract` ended about 1 s sooner than with spawned workers (README, Performance)
+    # `cli.py extract` ended about 1 s sooner than with spawned workers (README, Performance). The fork
+    # server is itself a fresh interpreter, so workers may initialise CUDA even when this process has
+    # (the parent never needs to: it only decides the worker count, with `cuda_expected`).
     context = get_context("forkserver" if "forkserver" in get_all_start_methods() else "spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                             initargs=(config.faces, config.device, cache_dir, config.jpeg_quality)) as pool:
-        futures = {pool.submit(_run_job, job): job for job in todo}
-        try:
-            for future in as_completed(futures):
-                try:
-                    yield future.result()
-                except Exception as exc:  # a worker died (e.g. out of memory): report, keep the rest
-                    job = futures[future]
-                    message = f"worker process failed: {type(exc).__name__}: {exc}"
-                    yield {"input": _input_record(job, "error", message), "faces": []}
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+    pool = _WorkerPool(context, workers, (config.faces, config.device, cache_dir, config.jpeg_quality))
+    yield from pool.results(todo)
+
+
+def _nothing_found(collected: CollectedInputs, paths: list) -> str:
+    """Why a run has nothing to extract: no media file in the named paths (and which of them do not exist)."""
+    missing = ", ".join(str(p) for p in collected.missing) + (" does" if len(collected.missing) == 1 else " do")
+    if len(collected.missing) == len(paths):
+        return f"{missing} not exist"
+    message = collected.nothing_found_message(list(paths))
+    if collected.missing:
+        message += f" ({missing} not exist)"
+    if collected.skipped:
+        message += (f"; {len(collected.skipped)} other file{'s' if len(collected.skipped) > 1 else ''} skipped, "
+                    f"e.g. {collected.skipped[0].name} (not a video or image name)")
+    return message
 
 
 def _input_record(job: InputJob, status: str = "error", message: str = "") -> dict:

@@ -91,20 +91,31 @@ class FaceExtractor:
         )
 
     def faces_in_file(self, reader: MediaReader) -> Iterator[tuple[Frame, list[FaceCrop]]]:
-        """Yield each sampled frame with its face crops (possibly none), in frame order."""
+        """Yield each sampled frame with its face crops (possibly none), in frame order.
+
+        Frames are decoded in a background thread. However this generator ends (exhausted, an exception in
+        detection, or closed by the caller), that thread is stopped and joined before control returns, so
+        the caller may close `reader` at once: close this generator (e.g. `contextlib.closing`) before
+        closing the reader when leaving it early.
+        """
         pad = self.config.image_pad if reader.info.media_type == "image" else 0.0
         frames = prefetch(reader.frames(self.config.sampling), depth=2 * self.config.batch_size)
-        if reader.info.media_type == "video" and self.config.redetect_every > 1 and hasattr(self.detector, "refine"):
-            yield from self._track(frames)
-            return
-        batch: list[Frame] = []
-        for frame in frames:
-            batch.append(frame)
-            if len(batch) == self.config.batch_size:
+        tracking = (reader.info.media_type == "video" and self.config.redetect_every > 1
+                    and hasattr(self.detector, "refine"))
+        try:
+            if tracking:
+                yield from self._track(frames)
+                return
+            batch: list[Frame] = []
+            for frame in frames:
+                batch.append(frame)
+                if len(batch) == self.config.batch_size:
+                    yield from self._crop_batch(batch, pad)
+                    batch = []
+            if batch:
                 yield from self._crop_batch(batch, pad)
-                batch = []
-        if batch:
-            yield from self._crop_batch(batch, pad)
+        finally:
+            frames.close()  # stops and joins the decoding thread (an exception would otherwise keep it running)
 
     def detect(self, images_bgr: list[np.ndarray], pad: float = 0.0) -> list[list[Detection]]:
         """Detections in full-resolution coordinates for equal-size BGR frames, filtered and ordered.

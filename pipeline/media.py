@@ -272,6 +272,13 @@ class MediaReader:
         self._video = None
         self._image = None
         self.frames_decoded = 0
+        self._last_wanted: int | None = None  # decoding stops after this frame index (--frames K), else None
+        # Frames may be decoded in another thread (`prefetch`) than the one that closes the reader. Closing a
+        # decoder while it decodes crashes in C (a segfault, or a hang), so decoding steps and close() take
+        # this lock, and a closed reader decodes nothing more.
+        self._lock = threading.RLock()
+        self._decoding: list = []  # suspended decoder generators, closed before the decoder itself
+        self._closed = False
         if decoder not in DECODERS:
             raise ValueError(f"unknown decoder {decoder!r}; choose one of {DECODERS}")
         _check_readable(self.path)
@@ -307,37 +314,68 @@ class MediaReader:
         self.close()
 
     def close(self) -> None:
-        if self._video is not None:
-            self._video.close()
-            self._video = None
+        """Release the decoder: waits for a frame being decoded in another thread, after which that thread's
+        next frame raises MediaError instead of touching the released decoder."""
+        with self._lock:
+            self._closed = True
+            for decoding in self._decoding:
+                decoding.close()  # suspended, never running here: the lock is held around each step
+            self._decoding = []
+            if self._video is not None:
+                self._video.close()
+                self._video = None
 
     def frames(self, sampling: SamplingConfig) -> Iterator[Frame]:
         """Yield the sampled frames in order. Raises MediaError when no frame at all can be decoded."""
         if self._image is not None:
             yield Frame(0, 0.0, self._image)
             return
-        if sampling.every is not None:
-            every = sampling.every
-
-            def wanted(index: int) -> bool:
-                return index % every == 0
-
-            last = None
-        else:
-            keep = set(sample_indices(self._count_frames(), sampling))
-            wanted = keep.__contains__
-            last = max(keep) if keep else -1
         yielded = 0
-        for index, image in self._video.decode(wanted, last):
+        for index, image in self._decoded(sampling):
             yielded += 1
             yield Frame(index, self._timestamp(index), image)
-        self.frames_decoded = self._video.frames_decoded
         if yielded == 0:
             raise MediaError(f"{self.path}: no frame could be decoded (corrupt or truncated video)")
 
+    def _decoded(self, sampling: SamplingConfig) -> Iterator[tuple[int, np.ndarray]]:
+        """(index, BGR image) of the sampled video frames, each decoding step under the lock."""
+        with self._lock:
+            self._check_open()
+            if sampling.every is not None:
+                every = sampling.every
+
+                def wanted(index: int) -> bool:
+                    return index % every == 0
+
+                last = None
+            else:
+                keep = set(sample_indices(self._count_frames(), sampling))
+                wanted = keep.__contains__
+                last = max(keep) if keep else -1
+            self._last_wanted = last
+            decoding = self._video.decode(wanted, last)
+            self._decoding.append(decoding)
+        while True:
+            with self._lock:
+                self._check_open()
+                try:
+                    item = next(decoding)
+                except StopIteration:
+                    self.frames_decoded = self._video.frames_decoded
+                    self._decoding.remove(decoding)
+                    return
+            yield item
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise MediaError(f"{self.path}: the reader was closed while its frames were being read")
+
     def truncation_note(self) -> str:
-        """A message when fewer frames were decoded than the container announced, else ''."""
+        """A message when fewer frames were decoded than the container announced (of those up to the last
+        sampled frame, where decoding stops early on purpose), else ''."""
         expected = self.info.frame_count
+        if self._last_wanted is not None:
+            expected = min(expected, self._last_wanted + 1)
         if self._image is None and expected > 0 and self.frames_decoded < 0.9 * expected:
             return f"decoded {self.frames_decoded} of {expected} announced frames (truncated or damaged video?)"
         return ""

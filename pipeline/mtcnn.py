@@ -44,6 +44,35 @@ def area_resize(integral: np.ndarray, out_height: int, out_width: int) -> np.nda
     return sums / count_y[:, None, None] / count_x[None, :, None]  # torch's order of division
 
 
+# The cascade's candidates live on the nets' device: boxes (K, 5) float and their image indices (K,) long.
+# Every tensor is made on the device it is used with: CUDA indices into a CPU tensor raise, as does arithmetic
+# between tensors of two devices (tests/unit/test_devices.py checks these helpers on torch's 'meta' device).
+def no_candidates(device) -> tuple:
+    """No candidate at all (frames too small for the pyramid): empty boxes and image indices on `device`."""
+    import torch
+
+    return torch.zeros((0, 5), device=device), torch.zeros(0, dtype=torch.long, device=device)
+
+
+def known_candidates(boxes: np.ndarray, device) -> tuple:
+    """Square candidates (K, 5) around known face boxes (K, 4) of one frame, and their image indices (all 0),
+    on `device`: the input of the last two stages when faces are re-found."""
+    import torch
+    from facenet_pytorch.models.utils.detect_face import rerec
+
+    boxes = torch.as_tensor(np.asarray(boxes, dtype=np.float32).reshape(-1, 4), device=device)
+    candidates = torch.cat((boxes, torch.zeros((len(boxes), 1), device=device)), dim=1)
+    return rerec(candidates), torch.zeros(len(boxes), dtype=torch.long, device=device)
+
+
+def keep_where(valid: np.ndarray, *tensors) -> list:
+    """The rows of each tensor where the numpy mask `valid` is true (as row indices on the tensors' device)."""
+    import torch
+
+    keep = torch.from_numpy(np.flatnonzero(valid)).to(tensors[0].device)
+    return [tensor[keep] for tensor in tensors]
+
+
 class MTCNNCascade:
     """P-Net over an image pyramid, then R-Net and O-Net on the surviving candidates."""
 
@@ -82,13 +111,10 @@ class MTCNNCascade:
         """Faces near `boxes` (K, 4) of one (H, W, 3) frame: the second and third stages run on those boxes
         instead of on P-Net's proposals (a face found in the previous sampled frame, re-found in this one)."""
         import torch
-        from facenet_pytorch.models.utils.detect_face import rerec
 
         integrals = [integral_image(frame_rgb)]
         with torch.inference_mode():
-            candidates = torch.zeros((len(boxes), 5), device=self.device)
-            candidates[:, :4] = torch.as_tensor(np.asarray(boxes, dtype=np.float32).reshape(-1, 4))
-            return self._finish(integrals, rerec(candidates), torch.zeros(len(boxes), dtype=torch.long))[0]
+            return self._finish(integrals, *known_candidates(boxes, self.device))[0]
 
     def _propose(self, integrals: list[np.ndarray], height: int, width: int):
         """Stage 1: P-Net on every pyramid level, NMS per level and image, then across levels."""
@@ -96,8 +122,11 @@ class MTCNNCascade:
         from facenet_pytorch.models.utils.detect_face import generateBoundingBox, rerec
         from torchvision.ops.boxes import batched_nms
 
+        scales = self.pyramid(height, width)
+        if not scales:  # frames under min_face_size px: no face fits, nothing to search
+            return no_candidates(self.device)
         boxes, image_inds, picks, offset = [], [], [], 0
-        for scale in self.pyramid(height, width):
+        for scale in scales:
             size = (int(height * scale + 1), int(width * scale + 1))
             level = np.stack([area_resize(integral, *size) for integral in integrals])
             level = torch.from_numpy(level).to(self.device).permute(0, 3, 1, 2)
@@ -124,6 +153,7 @@ class MTCNNCascade:
 
         if len(boxes):
             boxes, image_inds, crops = self._crops(integrals, boxes, image_inds, 24)
+        if len(boxes):  # (the nets refuse an empty batch: every candidate may lie outside the frame)
             reg, probs = self.rnet(crops)
             keep = probs[:, 1] > self.thresholds[1]
             boxes = torch.cat((boxes[keep, :4], probs[keep, 1:2]), dim=1)
@@ -134,6 +164,7 @@ class MTCNNCascade:
         points = torch.zeros(0, 5, 2, device=self.device)
         if len(boxes):
             boxes, image_inds, crops = self._crops(integrals, boxes, image_inds, 48)
+        if len(boxes):
             reg, marks, probs = self.onet(crops)
             keep = probs[:, 1] > self.thresholds[2]
             boxes = torch.cat((boxes[keep, :4], probs[keep, 1:2]), dim=1)
@@ -160,6 +191,6 @@ class MTCNNCascade:
         crops = np.empty((int(valid.sum()), size, size, 3), dtype=np.float32)
         for k, (i, top, bottom, left, right) in enumerate(zip(inds[valid], y[valid], ey[valid], x[valid], ex[valid])):
             crops[k] = area_resize(integrals[i][top - 1:bottom + 1, left - 1:right + 1], size, size)
-        crops = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2)
-        keep = torch.from_numpy(valid).to(self.device)
-        return boxes[keep], image_inds[keep], (crops - 127.5) * 0.0078125
+        crops = torch.from_numpy(crops).to(boxes.device).permute(0, 3, 1, 2)
+        boxes, image_inds = keep_where(valid, boxes, image_inds)
+        return boxes, image_inds, (crops - 127.5) * 0.0078125

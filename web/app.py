@@ -1,14 +1,19 @@
 """FastAPI application: the upload page, `POST /api/v1/classify`, `GET /api/v1/health`, `GET /api/v1/models`.
 
-Models are loaded once, at start-up. Inference runs in a bounded pool of threads: when every slot
-(running plus queued) is taken, requests get 503 with Retry-After instead of piling up. Uploads are
-streamed to server-named temporary files that are removed after each request, errors included.
+Models are loaded once, at start-up. Uploads are streamed to server-named temporary files that are removed
+after each request, errors included; at most `max_uploads` are received at once, and one that stalls or
+crawls gets 408. Only a complete upload asks for an inference slot: inference runs in a bounded pool of
+threads, and when every slot (running plus queued) is taken, requests get 503 with Retry-After instead of
+piling up.
 """
 from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import logging
+import re
+import socket
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -23,10 +28,10 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ensembles.ensemble import Ensemble
-from pipeline.errors import MediaError
+from pipeline.errors import MediaError, UsageError
 from pipeline.faces import FaceExtractor
 from pipeline.media import MediaReader
-from web.upload import UploadError, receive_upload
+from web.upload import UploadError, UploadLimits, receive_upload
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +43,25 @@ API_VERSION = "v1"
 class ServerConfig:
     max_upload_mb: int = 200
     workers: int = 1  # inference threads
-    queue_size: int = 4  # requests that may wait for a worker before 503
+    queue_size: int = 4  # complete uploads that may wait for a worker before 503
     tmp_dir: Path | None = None  # default: a fresh directory under the system temp dir
     retry_after_seconds: int = 10
+    max_uploads: int = 16  # uploads being received at once; beyond that the server answers 503
+    upload_idle_seconds: float = 30.0  # an upload that sends nothing for this long gets 408
+    upload_min_kb_per_second: float = 10.0  # ... and one slower than this on average, after the grace period
+    upload_grace_seconds: float = 30.0
+
+    def upload_limits(self) -> UploadLimits:
+        return UploadLimits(max_bytes=self.max_upload_mb * 2**20, idle_seconds=self.upload_idle_seconds or None,
+                            min_bytes_per_second=self.upload_min_kb_per_second * 1024,
+                            grace_seconds=self.upload_grace_seconds)
 
 
-class InferencePool:
-    """A fixed number of inference threads plus a bounded waiting line."""
+class Slots:
+    """A fixed number of places, taken without waiting: a full set answers no."""
 
-    def __init__(self, ensemble: Ensemble, workers: int, queue_size: int):
-        self.ensemble = ensemble
-        self.capacity = workers + queue_size
-        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inference")
-        self._local = threading.local()
+    def __init__(self, capacity: int):
+        self.capacity = capacity
         self._lock = threading.Lock()
         self.in_use = 0
 
@@ -64,6 +75,16 @@ class InferencePool:
     def release(self) -> None:
         with self._lock:
             self.in_use -= 1
+
+
+class InferencePool(Slots):
+    """A fixed number of inference threads plus a bounded waiting line."""
+
+    def __init__(self, ensemble: Ensemble, workers: int, queue_size: int):
+        super().__init__(workers + queue_size)
+        self.ensemble = ensemble
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inference")
+        self._local = threading.local()
 
     def _extractor(self) -> FaceExtractor:
         """One face extractor per inference thread (OpenCV's DNN is not thread-safe)."""
@@ -82,10 +103,27 @@ def error(status: int, message: str, headers: dict | None = None) -> JSONRespons
     return JSONResponse({"error": {"status": status, "message": message}}, status_code=status, headers=headers)
 
 
-def check_media(path: Path) -> None:
+def is_media(path: Path) -> bool:
     """Decode the upload's header to be sure it is a video or an image (its name and type prove nothing)."""
-    with MediaReader(path):
-        pass
+    try:
+        with MediaReader(path):
+            return True
+    except MediaError:
+        return False
+
+
+# How Ensemble.classify reports an exception it did not expect: "<path>: ValueError: <its text>".
+UNEXPECTED = re.compile(r"[A-Za-z_][\w.]*:( |$)")
+
+
+def public_message(message: str, path: Path, filename: str) -> str:
+    """An ERROR verdict's message as the client may read it: a MediaError's words (written for users) with the
+    client's filename for the server's path; anything else (an exception's class and text) in plain words."""
+    prefix = f"{path}: "
+    if message.startswith(prefix) and not UNEXPECTED.match(message[len(prefix):]):
+        return message.replace(str(path), filename)
+    log.warning("classifying an upload (%s) failed: %s", filename, message)
+    return f"{filename}: the file could not be analysed (the decoder or the face detector failed on it)"
 
 
 def create_app(ensemble: Ensemble, config: ServerConfig = ServerConfig()) -> FastAPI:
@@ -94,8 +132,10 @@ def create_app(ensemble: Ensemble, config: ServerConfig = ServerConfig()) -> Fas
     tmp_dir = Path(config.tmp_dir) if config.tmp_dir else Path(tempfile.mkdtemp(prefix="deepfake-uploads-"))
     tmp_dir.mkdir(parents=True, exist_ok=True)
     pool = InferencePool(ensemble, config.workers, config.queue_size)
-    max_bytes = config.max_upload_mb * 2**20
-    app.state.pool, app.state.tmp_dir, app.state.config = pool, tmp_dir, config
+    uploads = Slots(config.max_uploads)
+    limits = config.upload_limits()
+    app.state.pool, app.state.uploads, app.state.tmp_dir, app.state.config = pool, uploads, tmp_dir, config
+    busy_headers = {"Retry-After": str(config.retry_after_seconds)}
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -116,8 +156,9 @@ def create_app(ensemble: Ensemble, config: ServerConfig = ServerConfig()) -> Fas
 
     @app.get(f"/api/{API_VERSION}/health")
     async def health():
-        """Liveness and load: models loaded, inference slots in use and available."""
-        return {"status": "ok", "models_loaded": True, "busy": pool.in_use, "capacity": pool.capacity}
+        """Liveness and load: models loaded, inference slots and upload slots in use and available."""
+        return {"status": "ok", "models_loaded": True, "busy": pool.in_use, "capacity": pool.capacity,
+                "uploads": uploads.in_use, "max_uploads": uploads.capacity}
 
     @app.get(f"/api/{API_VERSION}/models")
     async def models():
@@ -128,30 +169,36 @@ def create_app(ensemble: Ensemble, config: ServerConfig = ServerConfig()) -> Fas
     async def classify(request: Request, thumbnails: bool = False):
         """Classify an uploaded video or image (multipart field `file`); answers like `classify-video --json`."""
         length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > max_bytes + 64 * 1024:
+        if length and length.isdigit() and int(length) > limits.max_bytes + 64 * 1024:
             return error(413, f"upload larger than the {config.max_upload_mb} MB limit")
-        if not pool.try_acquire():
-            return error(503, "the server is busy: try again shortly",
-                         headers={"Retry-After": str(config.retry_after_seconds)})
+        if not uploads.try_acquire():
+            return error(503, f"the server is receiving {uploads.capacity} uploads already: try again shortly",
+                         headers=busy_headers)
         upload = None
         try:
-            upload = await receive_upload(request.headers.get("content-type"), request.stream(), tmp_dir, max_bytes)
             try:
-                check_media(upload.path)
-            except MediaError:
+                upload = await receive_upload(request.headers.get("content-type"), request.stream(), tmp_dir, limits)
+            finally:
+                uploads.release()
+            if not await asyncio.to_thread(is_media, upload.path):
                 return error(415, f"{upload.filename}: not a readable video or image (the content could not be "
                                   "decoded, whatever its name or type says)")
-            verdict, thumbs = await pool.run(upload.path, thumbnails)
+            if not pool.try_acquire():  # only a complete upload takes an inference slot
+                return error(503, "the server is busy: try again shortly", headers=busy_headers)
+            try:
+                verdict, thumbs = await pool.run(upload.path, thumbnails)
+            finally:
+                pool.release()
             if verdict.verdict == "ERROR":
-                return error(422, verdict.message.replace(str(upload.path), upload.filename))
+                return error(422, public_message(verdict.message, upload.path, upload.filename))
             body = replace(verdict, path=upload.filename, video_id=Path(upload.filename).stem).to_dict()
+            body = _renamed(body, str(upload.path), upload.filename)  # messages and warnings name the file too
             if thumbnails:
                 body["thumbnails"] = [_data_url(t) for t in thumbs]
             return body
         except UploadError as exc:
             return error(exc.status, exc.message)
         finally:
-            pool.release()
             if upload is not None:
                 upload.path.unlink(missing_ok=True)
 
@@ -159,6 +206,52 @@ def create_app(ensemble: Ensemble, config: ServerConfig = ServerConfig()) -> Fas
     return app
 
 
+def _renamed(value, server_path: str, filename: str):
+    """`value` (JSON-like) with the server's name of the upload replaced by the client's, in every string."""
+    if isinstance(value, str):
+        return value.replace(server_path, filename)
+    if isinstance(value, dict):
+        return {key: _renamed(item, server_path, filename) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_renamed(item, server_path, filename) for item in value]
+    return value
+
+
 def _data_url(image_bgr) -> str:
     ok, encoded = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, 85])
     return "data:image/jpeg;base64," + base64.b64encode(encoded.tobytes()).decode("ascii") if ok else ""
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket listening on host:port, or UsageError saying why not (the port is taken, ...)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise UsageError(f"cannot listen on {host}: not a host name or address known here ({exc.strerror}); "
+                         "choose another with --host") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: no wait after a restart
+    try:
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise UsageError(f"port {port} on {host} is already in use; choose another with --port") from None
+        if exc.errno == errno.EACCES:
+            raise UsageError(f"no permission to listen on port {port} on {host} (ports below 1024 need root); "
+                             "choose another with --port") from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise UsageError(f"cannot listen on {host}: not an address of this machine; choose another with --host") \
+                from None
+        raise UsageError(f"cannot listen on port {port} on {host}: {exc.strerror}") from None
+    return sock
+
+
+def run_server(app: FastAPI, sock: socket.socket, log_level: str = "warning") -> None:
+    """Serve `app` on a socket from `listen` until interrupted (Ctrl-C or SIGTERM)."""
+    import uvicorn
+
+    host, port = sock.getsockname()[:2]
+    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level)).run(sockets=[sock])

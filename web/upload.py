@@ -1,16 +1,53 @@
-"""Stream a multipart upload's `file` field into a server-named temporary file, with a size limit.
+"""Stream a multipart upload's `file` field into a server-named temporary file, within limits.
 
-The client's filename is only ever used for display; it never becomes a path.
+The client's filename is only ever used for display; it never becomes a path. An upload is refused with
+413 past its size limit and with 408 when it stalls (nothing arrives for `idle_seconds`) or, once its grace
+period is over, when its average rate falls below `min_bytes_per_second`; the partial file is removed.
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator
 
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect
+
+log = logging.getLogger(__name__)
+
+# python-multipart allows 4 KiB per part header by default: a filename of a few thousand characters (the
+# display name keeps 200 of them) would fail as a "malformed" body. The headers stay bounded all the same.
+MAX_PART_HEADER_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    max_bytes: int
+    idle_seconds: float | None = 30.0  # longest wait for the next chunk; None: no limit
+    min_bytes_per_second: float = 0.0  # average rate required once grace_seconds have passed; 0: no limit
+    grace_seconds: float = 30.0
+
+    def next_deadline(self, received: int, elapsed: float) -> tuple[float | None, str]:
+        """Seconds the next chunk may take, and the 408 message if it takes longer: the idle timeout, or less
+        where `received` bytes would no longer make the minimum average rate once the grace period is over."""
+        seconds, message = None, ""
+        if self.idle_seconds:
+            seconds = self.idle_seconds
+            message = (f"upload timed out: nothing arrived for {self.idle_seconds:g} s (after {received} bytes); "
+                       "the partial upload was discarded")
+        if self.min_bytes_per_second > 0:
+            until = max(self.grace_seconds, received / self.min_bytes_per_second)
+            if seconds is None or until - elapsed < seconds:
+                seconds = until - elapsed
+                message = (f"upload too slow: {received / 1024:.1f} KB in {until:.0f} s, below the server's minimum "
+                           f"of {self.min_bytes_per_second / 1024:g} KB/s on average; the partial upload was discarded")
+        return (None if seconds is None else max(0.0, seconds)), message
 
 
 class UploadError(Exception):
@@ -36,12 +73,13 @@ def display_name(raw: str | None) -> str:
     return name[-200:]
 
 
-async def receive_upload(content_type: str | None, body: AsyncIterator[bytes], tmp_dir: Path, max_bytes: int,
-                         field: str = "file") -> Upload:
-    """Write the `field` part of a multipart body to a new file in `tmp_dir`; 413 past `max_bytes`."""
+async def receive_upload(content_type: str | None, body: AsyncIterator[bytes], tmp_dir: Path,
+                         limits: UploadLimits, field: str = "file") -> Upload:
+    """Write the `field` part of a multipart body to a new file in `tmp_dir`; UploadError past the limits."""
     mime, options = parse_options_header(content_type or "")
     if mime != b"multipart/form-data" or b"boundary" not in options:
         raise UploadError(422, f"send the file as multipart/form-data with a field named '{field}'")
+    max_bytes = limits.max_bytes
     handle, name = tempfile.mkstemp(prefix="upload-", suffix=".bin", dir=tmp_dir)
     path = Path(name)
     state = {"headers": {}, "field": "", "key": b"", "value": b"", "in_file": False, "found": False,
@@ -77,12 +115,24 @@ async def receive_upload(content_type: str | None, body: AsyncIterator[bytes], t
                 raise UploadError(413, f"upload larger than the {max_bytes // 2**20} MB limit")
             out.write(data[start:end])
 
-    parser = MultipartParser(options[b"boundary"], {
+    callbacks = {
         "on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
         "on_header_end": on_header_end, "on_headers_finished": on_headers_finished, "on_part_data": on_part_data,
-    })
+    }
+    chunks = aiter(body)
+    started, received = time.monotonic(), 0
     try:
-        async for chunk in body:
+        parser = MultipartParser(options[b"boundary"], callbacks, max_header_size=MAX_PART_HEADER_BYTES)
+        while True:
+            # `async for` would wait for ever on a client that sends nothing: every chunk gets a deadline
+            seconds, too_late = limits.next_deadline(received, time.monotonic() - started)
+            try:
+                chunk = await asyncio.wait_for(anext(chunks), seconds)
+            except StopAsyncIteration:
+                break
+            except asyncio.TimeoutError:
+                raise UploadError(408, too_late) from None
+            received += len(chunk)
             parser.write(chunk)
         parser.finalize()
         out.close()
@@ -95,5 +145,20 @@ async def receive_upload(content_type: str | None, body: AsyncIterator[bytes], t
         path.unlink(missing_ok=True)
         if isinstance(exc, UploadError) or not isinstance(exc, Exception):
             raise
-        raise UploadError(400, f"malformed multipart body ({type(exc).__name__})") from None
+        raise _refusal(exc) from None
     return Upload(path, display_name(state["filename"]), state["size"])
+
+
+def _refusal(exc: Exception) -> UploadError:
+    """The 400 for a body that could not be parsed, in words for the client (the parser's own text is logged)."""
+    if isinstance(exc, ClientDisconnect):
+        return UploadError(400, "the client closed the connection before the upload was complete")
+    log.info("unparseable multipart body: %s: %s", type(exc).__name__, exc)
+    text = str(exc)
+    if isinstance(exc, MultipartParseError) and "header size" in text:
+        return UploadError(400, f"a part header of the form is longer than {MAX_PART_HEADER_BYTES // 1024} KiB "
+                                "(is the filename that long?)")
+    if isinstance(exc, MultipartParseError) and "header count" in text:
+        return UploadError(400, "a part of the form has too many headers")
+    return UploadError(400, "malformed multipart body: the form could not be parsed (is the boundary in the "
+                            "content-type header the one the body uses?)")

@@ -149,10 +149,14 @@ def test_bad_inputs_are_reported_and_the_rest_processed(bad_input_dir, tmp_path)
     assert 1600 < (uhd_row.x1 + uhd_row.x2) / 2 < 2112  # found at 4K, in full-resolution coordinates
 
 
-def test_missing_input_is_a_usage_error(tmp_path):
+def test_missing_input_alone_is_a_failure_not_a_usage_error(tmp_path):
+    """A path that does not exist is a failed input of the batch (exit 1), as an unreadable file is;
+    named alone, there is nothing to extract, and no cache is made (tests/integration/test_extract_robustness.py
+    has the missing path among good ones)."""
     result = run_cli("extract", tmp_path / "does-not-exist", "--out", tmp_path / "out")
-    assert result.exit_code == 2
-    assert "does not exist" in result.output
+    assert result.exit_code == 1
+    assert f"{tmp_path / 'does-not-exist'} does not exist" in result.output
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("args", [["--every", "0"], ["--every", "5", "--frames", "3"], ["--detector", "haar"],

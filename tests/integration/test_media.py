@@ -44,3 +44,29 @@ def test_text_file_is_refused_by_both(decoder, tmp_path):
     path.write_text("no video here\n" * 20)
     with pytest.raises(MediaError, match="not a readable video"):
         MediaReader(path, decoder=decoder)
+
+
+def test_sparse_sampling_of_an_intact_video_is_not_called_truncated(face_clip):
+    """--frames 1 stops decoding after the middle frame on purpose: that is no sign of damage."""
+    with MediaReader(face_clip) as reader:
+        assert len(list(reader.frames(SamplingConfig(every=None, frames=1)))) == 1
+        assert reader.frames_decoded < reader.info.frame_count  # decoding did stop early
+        assert reader.truncation_note() == ""
+
+
+def test_a_cut_video_is_called_truncated(face_clip, tmp_path):
+    """The control: a video cut short (index at the front, so it still opens) is reported as such."""
+    import av
+
+    faststart = tmp_path / "faststart.mp4"
+    with av.open(str(face_clip)) as source, av.open(str(faststart), "w", options={"movflags": "faststart"}) as out:
+        stream = out.add_stream_from_template(source.streams.video[0])
+        for packet in source.demux(source.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(faststart.read_bytes()[: faststart.stat().st_size // 2])
+    with MediaReader(cut) as reader:
+        list(reader.frames(SamplingConfig(every=10)))
+        assert "announced frames" in reader.truncation_note()

@@ -1,19 +1,30 @@
 """The JSON API with real uploads, and the upload page in a real headless browser."""
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import re
+import select
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
+import cv2
+import httpx
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from ensembles.ensemble import Ensemble
-from tests.conftest import shared_data
-from web.app import ServerConfig, create_app
+from pipeline.errors import MediaError
+from pipeline.faces import FaceExtractor
+from tests.conftest import ROOT, shared_data, write_video
+from web.app import ServerConfig, create_app, listen
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -128,7 +139,10 @@ def test_traversal_shaped_filenames_never_become_paths(server, face_clip, tmp_pa
     assert response.status_code == 200
     name = response.json()["path"]
     assert "/" not in name and "\\" not in name and ".." not in name.replace(".mp4", "")
-    assert set(base.rglob("*")) == before
+    # nothing named after the upload appeared anywhere (other pytest sessions may write under `base` meanwhile)
+    created = set(base.rglob("*")) - before
+    assert not [p for p in created if p.name in (name, filename.replace("\\", "/").split("/")[-1])
+                or p.name.startswith("upload-")]
     assert not Path("/tmp/abs.mp4").exists() and not Path("escape.mp4").exists()
     assert list(uploads.iterdir()) == []
 
@@ -141,6 +155,72 @@ def test_full_queue_answers_503_with_retry_after(ensemble, face_clip, tmp_path):
         app.state.pool.release()
         assert response.status_code == 503 and response.headers["retry-after"].isdigit()
         assert post(client, face_clip).status_code == 200
+
+
+def test_full_upload_slots_answer_503_with_retry_after(ensemble, face_clip, tmp_path):
+    app = create_app(ensemble, ServerConfig(max_uploads=1, tmp_dir=tmp_path / "u"))
+    with TestClient(app) as client:
+        assert app.state.uploads.try_acquire()  # the only upload slot is taken
+        response = post(client, face_clip)
+        app.state.uploads.release()
+        assert response.status_code == 503 and response.headers["retry-after"].isdigit()
+        assert "uploads" in response.json()["error"]["message"]
+        assert post(client, face_clip).status_code == 200
+
+
+def test_a_5000_character_filename_is_accepted_and_shortened(server, astronaut, tmp_path):
+    client, uploads = server
+    cv2.imwrite(str(tmp_path / "face.jpg"), astronaut)
+    name = "x" * 5000 + ".jpg"  # python-multipart's default limit of 4 KiB per part header refused this
+    response = post(client, tmp_path / "face.jpg", filename=name, content_type="image/jpeg")
+    assert response.status_code == 200, response.text
+    assert response.json()["path"] == name[-200:]
+    assert list(uploads.iterdir()) == []
+
+
+def test_an_absurdly_long_part_header_gets_a_specific_400(server, tmp_path):
+    client, uploads = server
+    (tmp_path / "a.jpg").write_bytes(b"not read")
+    response = post(client, tmp_path / "a.jpg", filename="x" * 70_000 + ".jpg", content_type="image/jpeg")
+    assert response.status_code == 400
+    assert "longer than 64 KiB" in response.json()["error"]["message"]
+    assert list(uploads.iterdir()) == []
+
+
+@pytest.mark.parametrize("failure, shown", [
+    (lambda path: RuntimeError(f"torch.cat(): expected a non-empty list of Tensors ({path})"), False),
+    (lambda path: MediaError(f"{path}: no frame could be decoded (corrupt or truncated video)"), True),
+])
+def test_internal_exception_text_never_reaches_the_client(server, face_clip, monkeypatch, failure, shown):
+    """An unexpected exception inside classification (injected here) is answered in plain words; a MediaError's
+    message, written for users, is passed on with the client's filename in place of the server's path."""
+    client, uploads = server
+
+    def broken_search(self, reader):
+        raise failure(reader.path)
+        yield  # a generator, like the real one
+
+    monkeypatch.setattr(FaceExtractor, "faces_in_file", broken_search)
+    response = post(client, face_clip, filename="mine.mp4")
+    assert response.status_code == 422
+    message = response.json()["error"]["message"]
+    assert message.startswith("mine.mp4: ") and "upload-" not in message and "Error" not in message
+    assert ("no frame could be decoded" in message) == shown
+    assert "torch" not in message and "Tensors" not in message
+    assert list(uploads.iterdir()) == []
+
+
+def test_an_unexpected_failure_in_the_server_is_a_plain_500(server, face_clip, monkeypatch):
+    client, uploads = server
+
+    async def broken_run(self, path, thumbnails):
+        raise KeyError("secret internal detail")
+
+    monkeypatch.setattr("web.app.InferencePool.run", broken_run)
+    response = post(client, face_clip)
+    assert response.status_code == 500
+    assert "secret" not in response.text and "KeyError" not in response.text and "Traceback" not in response.text
+    assert list(uploads.iterdir()) == []
 
 
 def test_dfdc_clip_upload(server):
@@ -156,30 +236,215 @@ def test_dfdc_clip_upload(server):
     assert body["verdict"] in ("REAL", "FAKE") and body["n_faces"] > 10
 
 
-# -- a real browser ----------------------------------------------------------------------------
+# -- a real server on a loopback port -------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-@pytest.fixture()
-def live_server(ensemble, tmp_path):
+@contextlib.contextmanager
+def running(app):
+    """Serve `app` with uvicorn in a thread, on a socket from web.app.listen; yields the base URL."""
     import uvicorn
 
-    port = free_port()
-    app = create_app(ensemble, ServerConfig(tmp_dir=tmp_path / "uploads"))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    sock = listen("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
+    wait_for(lambda: server.started, "the server to start")
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def wait_for(condition, what: str, seconds: float = 120.0) -> None:
+    """Wait (generously) until `condition()` holds; fail naming `what` otherwise."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {seconds:.0f} s for {what}")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", tmp_path / "uploads"
-    server.should_exit = True
-    thread.join(timeout=10)
 
 
+@pytest.fixture()
+def live_server(ensemble, tmp_path):
+    with running(create_app(ensemble, ServerConfig(tmp_dir=tmp_path / "uploads"))) as url:
+        yield url, tmp_path / "uploads"
+
+
+class RawUpload:
+    """A multipart upload over a plain socket, whose body the test sends at the pace it chooses."""
+
+    BOUNDARY = "raw-upload-boundary"
+
+    def __init__(self, url: str, file_size: int, filename: str = "slow.mp4"):
+        head = (f'--{self.BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+                "Content-Type: video/mp4\r\n\r\n").encode()
+        length = len(head) + file_size + len(f"\r\n--{self.BOUNDARY}--\r\n")
+        host, port = url.removeprefix("http://").split(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=120)
+        self.sock.sendall(f"POST /api/v1/classify HTTP/1.1\r\nHost: {host}\r\nContent-Length: {length}\r\n"
+                          f"Content-Type: multipart/form-data; boundary={self.BOUNDARY}\r\n\r\n".encode() + head)
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def trickle(self, chunk: int, pause: float) -> "RawUpload":
+        """Send `chunk` bytes every `pause` seconds in a thread, until stopped or refused."""
+        def send():
+            while not self.stop.is_set():
+                try:
+                    self.sock.sendall(b"\0" * chunk)
+                except OSError:
+                    return
+                self.stop.wait(pause)
+
+        self.thread = threading.Thread(target=send, daemon=True)
+        self.thread.start()
+        return self
+
+    def response(self) -> tuple[int, dict]:
+        """The status and JSON body the server answers with (read until complete, closed or reset)."""
+        data = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := self.sock.recv(65536):
+                data += chunk
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = re.search(rb"(?i)content-length: *(\d+)", head)
+                if length and len(body) >= int(length.group(1)):
+                    break
+        head, _, body = data.partition(b"\r\n\r\n")
+        return int(head.split()[1]), json.loads(body)
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=30)
+        self.sock.close()
+
+
+def test_slow_uploads_hold_no_inference_slot(ensemble, face_clip, tmp_path):
+    """Five uploads crawling in at 20 KB/s while one worker and no queue: a normal upload still gets 200."""
+    uploads = tmp_path / "uploads"
+    app = create_app(ensemble, ServerConfig(workers=1, queue_size=0, tmp_dir=uploads, upload_min_kb_per_second=0))
+    with running(app) as url:
+        slow = [RawUpload(url, file_size=10 * 2**20).trickle(chunk=1024, pause=0.05) for _ in range(5)]
+        try:
+            wait_for(lambda: httpx.get(f"{url}/api/v1/health").json()["uploads"] == 5, "five uploads in progress")
+            assert httpx.get(f"{url}/api/v1/health").json()["busy"] == 0
+            with open(face_clip, "rb") as handle:
+                response = httpx.post(f"{url}/api/v1/classify", files={"file": ("now.mp4", handle, "video/mp4")},
+                                      timeout=300)
+            assert response.status_code == 200, response.text
+            assert response.json()["verdict"] in ("REAL", "FAKE")
+            assert httpx.get(f"{url}/api/v1/health").json()["uploads"] == 5  # still crawling
+        finally:
+            for upload in slow:
+                upload.close()  # the clients give up: their partial files must go
+        wait_for(lambda: httpx.get(f"{url}/api/v1/health").json()["uploads"] == 0, "the upload slots to free")
+        wait_for(lambda: not any(uploads.iterdir()), "the partial uploads to be removed")
+
+
+def test_a_stalled_upload_gets_408_and_leaves_nothing(ensemble, tmp_path):
+    uploads = tmp_path / "uploads"
+    with running(create_app(ensemble, ServerConfig(tmp_dir=uploads, upload_idle_seconds=1))) as url:
+        upload = RawUpload(url, file_size=2**20)
+        upload.sock.sendall(b"\0" * 1000)  # then nothing: `async for` over the stream would wait for ever
+        try:
+            status, body = upload.response()
+        finally:
+            upload.close()
+        assert status == 408 and "nothing arrived for 1 s" in body["error"]["message"]
+        assert list(uploads.iterdir()) == []
+        assert httpx.get(f"{url}/api/v1/health").json()["uploads"] == 0
+
+
+def test_a_crawling_upload_gets_408_after_its_grace_period(ensemble, tmp_path):
+    uploads = tmp_path / "uploads"
+    config = ServerConfig(tmp_dir=uploads, upload_min_kb_per_second=4, upload_grace_seconds=1)
+    with running(create_app(ensemble, config)) as url:
+        upload = RawUpload(url, file_size=2**20).trickle(chunk=50, pause=0.2)  # 0.25 KB/s, never idle
+        try:
+            status, body = upload.response()
+        finally:
+            upload.close()
+        assert status == 408 and "too slow" in body["error"]["message"] and "4 KB/s" in body["error"]["message"]
+        assert list(uploads.iterdir()) == []
+
+
+# -- `cli.py serve` in a subprocess ------------------------------------------------------------------
+def start_serve(ensemble_file: Path, folder: Path, port: int) -> tuple[subprocess.Popen, str]:
+    """Start `cli.py serve`; return the process and the first line it printed (or '' if it printed none)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "stderr.txt", "w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "cli.py"), "serve", "--port", str(port), "--ensemble", str(ensemble_file),
+             "--upload-dir", str(folder / "uploads")],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    ready, _, _ = select.select([process.stdout], [], [], 300)
+    return process, process.stdout.readline() if ready else ""
+
+
+@pytest.fixture(scope="module")
+def served(small_ensemble, tmp_path_factory):
+    """A function giving a running `cli.py serve` (url, upload dir, process), restarted if it died."""
+    state: dict = {}
+
+    def get():
+        if "process" not in state or state["process"].poll() is not None:
+            folder, port = tmp_path_factory.mktemp("serve"), free_port()
+            process, line = start_serve(small_ensemble, folder, port)
+            state.update(process=process, url=f"http://127.0.0.1:{port}", uploads=folder / "uploads")
+            assert line.startswith(f"serving on http://127.0.0.1:{port}/"), \
+                line + (folder / "stderr.txt").read_text()[-3000:]
+            # printed only once listening: the first request is answered, without waiting or retrying
+            assert httpx.get(f"{state['url']}/api/v1/health", timeout=60).json()["status"] == "ok"
+        return state["url"], state["uploads"], state["process"]
+
+    yield get
+    if "process" in state:
+        state["process"].terminate()
+        state["process"].wait(timeout=60)
+
+
+def tiny_media(folder: Path, name: str, side: int) -> Path:
+    rng = np.random.default_rng(side)
+    if name.endswith(".mp4"):
+        return write_video(folder / name, [rng.integers(0, 255, (side, side, 3), dtype=np.uint8) for _ in range(20)])
+    cv2.imwrite(str(folder / name), rng.integers(0, 255, (side, side, 3), dtype=np.uint8))
+    return folder / name
+
+
+@pytest.mark.parametrize("name, side", [("tiny.mp4", 16), ("dot.png", 1), ("speck.png", 10)])
+def test_tiny_media_get_no_face_and_the_server_lives_on(served, tmp_path, name, side):
+    """A 16x16 video once killed `serve` (a crash in C) and left its temp file; tiny images gave 422."""
+    url, uploads, process = served()
+    media = tiny_media(tmp_path, name, side)
+    with open(media, "rb") as handle:
+        response = httpx.post(f"{url}/api/v1/classify", files={"file": (name, handle, "application/octet-stream")},
+                              timeout=300)
+    assert response.status_code == 200, response.text
+    assert response.json()["verdict"] == "NO_FACE" and response.json()["path"] == name
+    assert httpx.get(f"{url}/api/v1/health", timeout=60).json()["status"] == "ok"
+    assert process.poll() is None and list(uploads.iterdir()) == []
+
+
+def test_serve_on_a_busy_port_says_so_and_exits_nonzero(small_ensemble, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process, line = start_serve(small_ensemble, tmp_path, port)
+        process.wait(timeout=300)
+    stderr = (tmp_path / "stderr.txt").read_text()
+    assert process.returncode == 2, stderr
+    assert f"port {port} on 127.0.0.1 is already in use; choose another with --port" in stderr
+    assert "serving on" not in line + process.stdout.read() and "Traceback" not in stderr
+
+
+# -- a real browser ----------------------------------------------------------------------------
 def test_upload_page_in_headless_chromium(live_server, face_clip, tmp_path):
     if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
         pytest.skip("no chromium on this machine (.ci/run installs it with apt-get)")
@@ -192,9 +457,14 @@ def test_upload_page_in_headless_chromium(live_server, face_clip, tmp_path):
         page.goto(url)
         assert page.title() == "Deepfake detector"
         page.set_input_files("#file-input", str(face_clip))
-        page.click("#submit")
+        with page.expect_response("**/api/v1/classify*", timeout=90_000) as answer:
+            page.click("#submit")
+        warnings = answer.value.json().get("warnings") or []
         page.wait_for_selector("#result:not([hidden])", timeout=90_000)
         assert page.inner_text("#verdict") in ("REAL", "FAKE")
+        # the verdict's warnings (a 2-second clip gives few faces: low evidence) show under the verdict line
+        assert page.locator("#warnings li").all_inner_texts() == warnings
+        assert page.locator("#warnings").is_visible() == bool(warnings)
         assert "p_fake" in page.inner_text("#p-fake")
         assert page.locator("#faces img").count() == 3
         assert page.locator("#timeline svg polyline").count() >= 1

@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.cache import FaceCache, crop_relpath, find_cache_dir, load_manifest, write_jpeg_atomic
+from pipeline.cache import (FaceCache, cache_dir_name, crop_relpath, default_cache_name, find_cache_dir,
+                            load_manifest, write_jpeg_atomic)
 from pipeline.errors import DataError, UsageError
 
 CONFIG = {"detector": "mtcnn", "margin": 0.3}
@@ -82,12 +83,60 @@ def test_find_cache_dir_lists_choices_when_ambiguous(tmp_path):
     for margin in (0.1, 0.2):
         with FaceCache(tmp_path, {**CONFIG, "margin": margin}):
             pass
-    with pytest.raises(DataError, match="several face caches"):
+    with pytest.raises(DataError, match="several face caches") as error:
         find_cache_dir(tmp_path)
+    for cache_dir in tmp_path.iterdir():
+        assert f"  {cache_dir}  (" in str(error.value)
+    assert default_cache_name() in str(error.value)  # the name that would have been chosen
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(DataError, match="no manifest"):
         find_cache_dir(empty)
+
+
+def extract_cache(root, **face_settings):
+    """An (empty) cache as `extract` names it for these face settings, everything else at its default."""
+    from pipeline.extract import ExtractConfig
+    from pipeline.faces import FaceConfig
+
+    with FaceCache(root, ExtractConfig(faces=FaceConfig(**face_settings)).cache_fields()) as cache:
+        cache.record(entry("v1", 1, cache.dir))
+    return cache.dir
+
+
+def test_default_cache_name_is_the_directory_extract_makes_by_default(tmp_path):
+    assert extract_cache(tmp_path).name == default_cache_name()
+    assert extract_cache(tmp_path, redetect_every=1).name != default_cache_name()
+
+
+def test_the_cache_the_model_card_names_is_the_one_redetect_every_1_makes():
+    from pipeline.extract import ExtractConfig
+    from pipeline.faces import FaceConfig
+
+    # models/weights/MODEL_CARD.md and README.md: the shipped models were trained on this cache
+    assert cache_dir_name(ExtractConfig(faces=FaceConfig(redetect_every=1)).cache_fields()) == "mtcnn-3fd855f0a0"
+
+
+def test_several_caches_resolve_to_the_one_made_with_default_settings(tmp_path):
+    default = extract_cache(tmp_path)
+    extract_cache(tmp_path, redetect_every=1)
+    extract_cache(tmp_path, margin=0.5)
+    assert find_cache_dir(tmp_path) == default
+    assert load_manifest(tmp_path)[1] == default
+    assert find_cache_dir(tmp_path / "mtcnn-3fd855f0a0").name == "mtcnn-3fd855f0a0"  # named: that one
+
+
+def test_a_single_cache_is_found_whatever_its_settings(tmp_path):
+    only = extract_cache(tmp_path, redetect_every=1)
+    assert find_cache_dir(tmp_path) == only
+
+
+def test_a_default_directory_without_manifest_is_no_cache(tmp_path):
+    extract_cache(tmp_path, redetect_every=1)
+    extract_cache(tmp_path, margin=0.5)
+    (tmp_path / default_cache_name()).mkdir()  # e.g. made by hand, or an extract that never got to write
+    with pytest.raises(DataError, match="several face caches and none made with extract's default settings"):
+        find_cache_dir(tmp_path)
 
 
 def test_config_is_recorded(tmp_path):

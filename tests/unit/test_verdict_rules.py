@@ -1,10 +1,15 @@
-"""Track-level judging on hand-made scores: a swap on one of two people must not be averaged away."""
+"""Verdict rules on hand-made scores: track-level judging (a swap on one of two people must not be averaged
+away), low evidence, warnings, and unique report names."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from ensembles.aggregate import Aggregator
 from ensembles.ensemble import Ensemble, EnsembleConfig
+from ensembles.report import ReportNames
+from ensembles.verdict import MIN_EVIDENCE_FACES, VideoVerdict, low_evidence_note
 
 
 def judge(policy, positions, boxes, probs, aggregator="mean"):
@@ -57,3 +62,44 @@ def test_confident_aggregator_inside_a_track():
     probs = [0.95] * 14 + [0.3] * 16
     score, _, _ = judge("max", positions, boxes, probs, aggregator="confident")
     assert score == pytest.approx(0.95)
+
+
+# -- low evidence, damage and report names (issue 10) ------------------------------------------
+def test_low_evidence_rule_counts_the_deciding_faces_of_a_video():
+    assert low_evidence_note("video", MIN_EVIDENCE_FACES - 1).startswith("low evidence")
+    assert "1 scored face of" in low_evidence_note("video", 1)
+    assert low_evidence_note("video", MIN_EVIDENCE_FACES) == ""
+    assert low_evidence_note("image", 1) == ""  # a photo holds one face per person by nature
+
+
+def one_verdict(**fields) -> VideoVerdict:
+    common = dict(path="clip.mp4", video_id="clip", verdict="FAKE", p_fake=0.8, threshold=0.5, per_model={},
+                  tracks=[], n_frames=2, n_faces=2, media_type="video", aggregator="mean", combiner="mean",
+                  timings={"total": 1.0})
+    return VideoVerdict(**{**common, **fields})
+
+
+def test_warnings_follow_the_verdict_line_and_reach_the_json():
+    verdict = one_verdict(damaged=True, warnings=["decoded 60 of 300 announced frames (truncated or damaged video?)"])
+    line, warning = verdict.summary_line().splitlines()
+    assert line.startswith("FAKE") and "clip.mp4" in line
+    assert warning == "  warning: decoded 60 of 300 announced frames (truncated or damaged video?)"
+    data = verdict.to_dict()
+    assert (data["damaged"], data["low_evidence"], data["report"]) == (True, False, None)
+    assert not verdict.complete and one_verdict().complete and not one_verdict(verdict="ERROR").complete
+    assert one_verdict().summary_line().count("\n") == 0
+
+
+def test_report_names_are_unique_and_deterministic(tmp_path):
+    a, b = tmp_path / "a" / "clip.mp4", tmp_path / "b" / "clip.mp4"
+    names = ReportNames()
+    first, second = names.name_for(a.parent, a), names.name_for(b.parent, b)
+    assert first == Path("clip.png") and second.name.startswith("clip~") and second.suffix == ".png"
+    assert names.name_for(a.parent, a) == first  # the same file keeps its name
+    again = ReportNames()
+    assert [again.name_for(a.parent, a), again.name_for(b.parent, b)] == [first, second]
+    walked = ReportNames()
+    assert [walked.name_for(tmp_path, a), walked.name_for(tmp_path, b)] == [Path("a/clip.png"), Path("b/clip.png")]
+    other = ReportNames()  # another extension, or a name differing only in case, is another input too
+    names_seen = {other.name_for(tmp_path, tmp_path / n) for n in ("x.mp4", "x.avi", "X.mov", "we ird?.mp4")}
+    assert len(names_seen) == 4 and Path("we_ird.png") in names_seen

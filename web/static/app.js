@@ -58,6 +58,13 @@ function render(data) {
   const badge = document.getElementById("verdict");
   badge.textContent = data.verdict;
   badge.className = "badge " + data.verdict;
+  const warnings = Array.isArray(data.warnings) ? data.warnings : [];  // damaged file, low evidence, ...
+  document.getElementById("warnings").replaceChildren(...warnings.map((warning) => {
+    const item = document.createElement("li");
+    item.textContent = warning;
+    return item;
+  }));
+  show("warnings", warnings.length > 0);
   text("p-fake", data.p_fake === null ? "no face found" : `p_fake = ${data.p_fake.toFixed(3)} (threshold ${data.threshold.toFixed(3)})`);
   const counted = data.tracks.filter((t) => t.counted).length;
   text("explain", data.p_fake === null

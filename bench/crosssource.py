@@ -1,0 +1,107 @@
+"""Cross-source benchmark: the ensemble end to end on fakes from tools DFDC never used (../shared/data/crosssource_dev).
+
+    .venv/bin/python -m bench.crosssource [--ensemble FILE] [--json OUT.json]
+
+Every file of the set is classified exactly as `classify-video` does. For each family (face swap, lip-sync,
+talking head) its fakes are scored against ALL the set's reals, then everything pooled:
+
+* video ROC-AUC of p_fake (files where no face was found have no p_fake and are left out of the AUC; they
+  are counted in the `no face` column);
+* TPR and FPR at the ensemble's own threshold (chosen on validation data, never on this set). A fake with no
+  face counts as missed, a real with no face as not flagged;
+* the files it gets wrong at that threshold.
+
+This set is for measuring only: never train on it and never choose thresholds, epochs or nets with it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+from tqdm import tqdm
+
+from bench.common import SHARED, table
+from ensembles.classify import classify_paths
+from ensembles.ensemble import Ensemble
+
+DATASET = SHARED / "crosssource_dev"
+FAMILIES = ("face swap", "lip-sync", "talking head")
+
+
+def classify_set(ensemble: Ensemble, dataset: Path = DATASET) -> pd.DataFrame:
+    """One row per labelled file: file, label, family, verdict, p_fake."""
+    labels = pd.read_csv(dataset / "labels.csv")
+    paths = [dataset / name for name in labels["file"]]
+    verdicts = {Path(v.path).resolve(): v for v in tqdm(classify_paths(paths, ensemble), total=len(paths),
+                                                         desc="classify", unit="file")}
+    rows = []
+    for row, path in zip(labels.itertuples(), paths):
+        verdict = verdicts.get(path.resolve())
+        rows.append({"file": row.file, "label": row.label, "family": row.family,
+                     "verdict": verdict.verdict if verdict else "ERROR",
+                     "p_fake": verdict.p_fake if verdict else None})
+    return pd.DataFrame(rows)
+
+
+def score_family(fakes: pd.DataFrame, reals: pd.DataFrame, threshold: float) -> dict:
+    """AUC (files with a face), TPR and FPR at `threshold` (all files), and the files it gets wrong."""
+    both = pd.concat([fakes, reals])
+    scored = both[both["p_fake"].notna()]
+    truth = (scored["label"] == "FAKE").astype(int)
+    auc = float(roc_auc_score(truth, scored["p_fake"])) if truth.nunique() == 2 else float("nan")
+    called_fake = both["p_fake"].fillna(-1.0) >= threshold
+    is_fake = both["label"] == "FAKE"
+    wrong = both[called_fake != is_fake]
+    return {
+        "n_fake": int(is_fake.sum()), "n_real": int((~is_fake).sum()),
+        "no_face": int(both["p_fake"].isna().sum()), "roc_auc": auc,
+        "tpr": float((called_fake & is_fake).sum() / max(1, is_fake.sum())),
+        "fpr": float((called_fake & ~is_fake).sum() / max(1, (~is_fake).sum())),
+        "wrong": [f"{r.file} ({r.label}, {r.verdict}, p_fake={_fmt(r.p_fake)})" for r in wrong.itertuples()],
+    }
+
+
+def crosssource_report(results: pd.DataFrame, threshold: float) -> dict[str, dict]:
+    """Per family (its fakes against all reals) and pooled."""
+    reals = results[results["label"] == "REAL"]
+    fakes = results[results["label"] == "FAKE"]
+    report = {family: score_family(fakes[fakes["family"] == family], reals, threshold) for family in FAMILIES}
+    report["pooled"] = score_family(fakes, reals, threshold)
+    return report
+
+
+def _fmt(value) -> str:
+    return "-" if value is None or pd.isna(value) else f"{value:.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ensemble", type=Path, default=None, help="Ensemble file [default: the shipped one].")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", type=Path, default=None, help="Also write every verdict and figure here.")
+    args = parser.parse_args()
+    if not (DATASET / "labels.csv").is_file():
+        raise SystemExit(f"{DATASET} not found: this benchmark needs ../shared/data/crosssource_dev")
+    ensemble = Ensemble.load(args.ensemble, device=args.device)
+    threshold = ensemble.config.threshold
+    results = classify_set(ensemble)
+    report = crosssource_report(results, threshold)
+    rows = [[name, f["n_fake"], f["n_real"], f["no_face"], _fmt(f["roc_auc"]), f"{f['tpr']:.2f}", f"{f['fpr']:.2f}"]
+            for name, f in report.items()]
+    print(f"ensemble {ensemble.source}, threshold {threshold:.4f} ({ensemble.config.threshold_rule})\n")
+    print(table(rows, ["family (fakes vs all reals)", "fakes", "reals", "no face", "video ROC-AUC",
+                       "TPR at threshold", "FPR at threshold"]))
+    print("\nwrong at the threshold:")
+    for line in report["pooled"]["wrong"]:
+        print(f"  {line}")
+    if args.json:
+        args.json.write_text(json.dumps({"threshold": threshold, "report": report,
+                                         "verdicts": results.replace({np.nan: None}).to_dict("records")}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
