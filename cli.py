@@ -184,6 +184,10 @@ def parse_json_object(ctx, param, value):
                    "color-jitter, blur, downscale, jpeg, noise.")
 @click.option("--balance", type=click.Choice(["loss", "sampler", "none"]), default="loss", show_default=True,
               help="Class balance: weight FAKE in the loss, weighted sampling, or nothing.")
+@click.option("--fakes", type=click.Choice(["dataset", "self-blend", "both"]), default="dataset", show_default=True,
+              help="Where the FAKE training faces come from: the cache's FAKE faces; self-blended images of its REAL "
+                   "faces (each real also blended into a pseudo-fake, needs MTCNN landmarks); or both. Validation "
+                   "and test always use the cache's labels.")
 @click.option("--split", "fractions", default="0.7,0.15,0.15", show_default=True, callback=parse_fractions,
               help="Train,val,test fractions of the groups.")
 @click.option("--split-file", type=click.Path(path_type=Path), default=None,
@@ -209,6 +213,22 @@ def train(quiet, **options):
     result = fit(TrainConfig(**options), progress=not quiet, report=click.echo)
     for line in result.lines():
         click.echo(line)
+
+
+@main.command("self-blend-grid")
+@click.option("--faces", type=click.Path(path_type=Path), default=Path("data/faces"), show_default=True,
+              help="Face cache written by extract (with MTCNN landmarks), as for train.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("sbi_grid.png"), show_default=True)
+@click.option("--n", type=click.IntRange(1, 64), default=8, show_default=True, help="REAL faces shown.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--size", "input_size", type=click.IntRange(16, 1024), default=112, show_default=True,
+              help="Image side, as a net's input size (lenet 64, minivgg 96, resnet 112).")
+def self_blend_grid(**options):
+    """Write a PNG grid of REAL faces, their blend masks and self-blended pseudo-fakes (what --fakes
+    self-blend trains on)."""
+    from models.selfblend import write_self_blend_grid
+
+    click.echo(f"wrote {write_self_blend_grid(**options)}")
 
 
 @main.command()

@@ -7,6 +7,7 @@ scale to [0, 1], normalise with the mean and std stored in the checkpoint.
 """
 from __future__ import annotations
 
+import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -20,6 +21,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 from tqdm import tqdm
 
+from models.selfblend import sample_rng, self_blend
 from pipeline.errors import DataError, UsageError
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,54 @@ class Preprocess:
                    mean=tuple(float(v) for v in fields["mean"]), std=tuple(float(v) for v in fields["std"]))
 
 
+def points_to_input(points, crop_box, crop_size: int, preprocess: Preprocess) -> np.ndarray:
+    """Frame pixel (x, y) points (e.g. a face's landmarks) -> the same points in pixels of the image that
+    `preprocess.crop_resize` makes of the crop cut at `crop_box` (x1, y1, x2, y2 in frame pixels, the
+    manifest's crop_x1..crop_y2) and saved at crop_size x crop_size. Pure geometry, float32 (N, 2).
+
+    The two steps mirror `pipeline.crops.cut_square` (the box resized to crop_size) and `crop_resize` (the
+    central `face_fraction` kept and resized to input_size); coordinates are cv2.resize's, where pixel i
+    has its centre at i, so a resize by s maps c to (c + 0.5) * s - 0.5.
+    """
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    x1, y1, x2, y2 = (float(v) for v in crop_box)
+    to_crop = np.array([crop_size / (x2 - x1), crop_size / (y2 - y1)])
+    in_crop = (points - (x1, y1) + 0.5) * to_crop - 0.5
+    side = max(1, int(round(crop_size * preprocess.face_fraction)))
+    offset = (crop_size - side) // 2
+    return ((in_crop - offset + 0.5) * (preprocess.input_size / side) - 0.5).astype(np.float32)
+
+
+def landmarks_of(rows: pd.DataFrame, cache_dir: Path, preprocess: Preprocess) -> np.ndarray:
+    """float32 (N, 5, 2): the five landmarks of every row in the pixels of `preprocess.crop_resize`'s image.
+
+    The manifest holds them in frame pixels (`landmarks`, JSON [[x, y] x 5]) with the crop box; the cache's
+    config.json gives the crop size. DataError, naming the cache and the detector, when any row has none
+    (the opencv-dnn detector finds boxes only).
+    """
+    where = cache_dir / "manifest.csv"
+    missing = rows["landmarks"].isna() if "landmarks" in rows else pd.Series(True, index=rows.index)
+    if missing.any():
+        detectors = sorted(set(rows.loc[missing, "detector"].dropna().astype(str))) if "detector" in rows else []
+        detector = ", ".join(detectors) or "unknown"
+        raise DataError(f"{where}: {int(missing.sum())} of {len(rows)} faces have no landmarks (detector: {detector}), "
+                        f"e.g. {rows.loc[missing, 'video_id'].iloc[0]!r}; self-blended fakes need the five MTCNN "
+                        "landmarks of every REAL face: extract with --detector mtcnn")
+    try:
+        crop_size = int(json.loads((cache_dir / "config.json").read_text())["crop_size"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{cache_dir / 'config.json'}: cannot read the crop size of the cache ({exc!r})") from None
+    mapped = np.empty((len(rows), 5, 2), dtype=np.float32)
+    boxes = rows[["crop_x1", "crop_y1", "crop_x2", "crop_y2"]].to_numpy(dtype=np.float64)
+    for index, (text, box) in enumerate(zip(rows["landmarks"], boxes)):
+        try:
+            points = np.asarray(json.loads(text), dtype=np.float64).reshape(5, 2)
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"{where}: unreadable landmarks {text!r} ({exc})") from None
+        mapped[index] = points_to_input(points, box, crop_size, preprocess)
+    return mapped
+
+
 def read_crop(path: str | Path, preprocess: Preprocess) -> torch.Tensor:
     """One crop file through `preprocess.crop_resize`; DataError naming the file when missing or corrupt."""
     path = Path(path)
@@ -101,22 +151,78 @@ def labels_of(rows: pd.DataFrame) -> np.ndarray:
     return (rows["label"].to_numpy() == CLASSES[1]).astype(np.float32)
 
 
-class FaceDataset(Dataset):
-    """Preprocessed uint8 crops held in memory, augmented per sample; `Preprocess.normalize` runs per batch."""
+FAKE_SOURCES = ("dataset", "self-blend", "both")
 
-    def __init__(self, images: torch.Tensor, labels: np.ndarray, augment=None):
+
+class FaceDataset(Dataset):
+    """Preprocessed uint8 crops held in memory, augmented per sample; `Preprocess.normalize` runs per batch.
+
+    `fakes` chooses where the FAKE samples come from:
+      dataset     the images with their own labels (REAL and FAKE);
+      self-blend  the REAL images only, each twice: as itself (REAL) and self-blended (FAKE);
+      both        the images with their own labels, plus a self-blend (FAKE) of each REAL one.
+    Self-blends need `landmarks` (N, 5, 2) in the images' pixels, and are made when a sample is read,
+    from a generator seeded by (seed, epoch, image index): the same run makes the same pseudo-fakes, in
+    any order and any worker. Call `set_epoch` before each epoch. Augmentation applies after blending.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: np.ndarray, augment=None, fakes: str = "dataset",
+                 landmarks: np.ndarray | None = None, seed: int = 0):
+        if fakes not in FAKE_SOURCES:
+            raise UsageError(f"unknown fake source {fakes!r}; choose one of: {', '.join(FAKE_SOURCES)}")
+        labels = np.asarray(labels, dtype=np.float32)
+        reals = np.flatnonzero(labels == 0)
+        own = reals if fakes == "self-blend" else np.arange(len(images))
+        blended = reals if fakes != "dataset" else np.zeros(0, dtype=np.int64)
+        if len(blended) and (landmarks is None or len(landmarks) != len(images)):
+            raise UsageError(f"fakes={fakes!r} needs the landmarks of every image")
         self.images = images
-        self.labels = torch.as_tensor(labels, dtype=torch.float32)
         self.augment = augment
+        self.fakes, self.landmarks, self.seed, self.epoch = fakes, landmarks, seed, 0
+        # sample k: image `self.sources[k]`, self-blended when `self.blended[k]`
+        self.sources = np.concatenate([own, blended]).astype(np.int64)
+        self.blended = np.concatenate([np.zeros(len(own), bool), np.ones(len(blended), bool)])
+        self.labels = torch.as_tensor(np.where(self.blended, 1.0, labels[self.sources]), dtype=torch.float32)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.sources)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image = self.images[index]
+        source = int(self.sources[index])
+        image = self.images[source]
+        if self.blended[index]:
+            image, _ = self_blend(image, self.landmarks[source], sample_rng(self.seed, self.epoch, source))
         if self.augment is not None:
             image = self.augment(image)
         return image, self.labels[index]
+
+    def pairs(self) -> list[list[int]]:
+        """The samples grouped as they should share a batch: a real with its own self-blend, others alone."""
+        partner = {int(source): k for k, source in enumerate(self.sources) if self.blended[k]}
+        units = []
+        for k, source in enumerate(self.sources):
+            if not self.blended[k]:
+                units.append([k, partner[int(source)]] if int(source) in partner else [k])
+        return units
+
+
+class PairedShuffle(torch.utils.data.Sampler):
+    """A shuffled order in which each real comes right before its own self-blend (`FaceDataset.pairs`), so
+    that both fall in one batch (always, with an even batch size and fakes=self-blend)."""
+
+    def __init__(self, dataset: FaceDataset, generator: torch.Generator):
+        self.units = dataset.pairs()
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return sum(map(len, self.units))
+
+    def __iter__(self):
+        for position in torch.randperm(len(self.units), generator=self.generator).tolist():
+            yield from self.units[position]
 
 
 # -- augmentation ------------------------------------------------------------------------------

@@ -4,6 +4,11 @@ fit(): manifest -> split by group -> crops decoded once into memory -> AdamW wit
 schedule -> per epoch `train_one_epoch` and `evaluate` on validation -> best (by validation frame
 ROC-AUC) and last checkpoints, metrics.json, curves.png -> early stopping -> the best checkpoint
 scored once on the test split (metrics.json "test", roc_test.png).
+
+The FAKE training samples come from the cache's labels (`fakes="dataset"`), from self-blended images of
+its REAL faces (`"self-blend"`, models/selfblend.py), or from both. Validation and test are always scored
+on the cache's own REAL and FAKE faces; with self-blends, each epoch also scores the validation REAL
+faces against their self-blends ("val_self_blend" in metrics.json).
 """
 from __future__ import annotations
 
@@ -25,8 +30,8 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
 from models.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
-from models.data import (FaceDataset, Preprocess, build_augment, labelled_faces, labels_of, load_crops,
-                         parse_augment)
+from models.data import (CLASSES, FAKE_SOURCES, FaceDataset, PairedShuffle, Preprocess, build_augment,
+                         labelled_faces, labels_of, landmarks_of, load_crops, parse_augment)
 from models.metrics import binary_metrics, describe, frame_and_video_metrics
 from models.plots import plot_curves, plot_roc
 from models.registry import create_model, model_names
@@ -58,6 +63,7 @@ class TrainConfig:
     patience: int = 4  # epochs without a better validation AUC before stopping
     augment: str = "all"
     balance: str = "loss"  # loss: positive-class weight in the loss; sampler: weighted sampling; none
+    fakes: str = "dataset"  # dataset: the cache's FAKE faces; self-blend: self-blends of its REAL faces; both
     fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
     split_file: Path | None = None
     seed: int = 0
@@ -78,6 +84,11 @@ class TrainConfig:
             raise UsageError("--lr must be positive, --weight-decay and warm-up not negative")
         if self.balance not in BALANCE_MODES:
             raise UsageError(f"--balance {self.balance!r}: choose one of {', '.join(BALANCE_MODES)}")
+        if self.fakes not in FAKE_SOURCES:
+            raise UsageError(f"--fakes {self.fakes!r}: choose one of {', '.join(FAKE_SOURCES)}")
+        if self.fakes != "dataset" and self.balance == "sampler":
+            raise UsageError(f"--balance sampler draws faces one by one and would part a real from its own "
+                             f"self-blend; with --fakes {self.fakes} use --balance loss or none")
         if self.limit is not None and self.limit < 3:
             raise UsageError(f"--limit must be at least 3 faces, got {self.limit}")
         check_fractions(tuple(self.fractions))
@@ -132,6 +143,8 @@ class TrainResult:
             out.append(f"{name:5} {_sizes(self.split_sizes[name])}")
             out.append(f"      frame level: {describe(metrics['frame'])}")
             out.append(f"      video level: {describe(metrics['video'])}")
+            if name == "val" and "val_self_blend" in self.best:
+                out.append(f"      its REAL faces vs their self-blends: {describe(self.best['val_self_blend'])}")
         out.append(f"files: {self.run_dir}/checkpoint_best.pt, metrics.json, curves.png, roc_test.png, split.csv")
         return out
 
@@ -193,10 +206,15 @@ def fit(config: TrainConfig, progress: bool = True, report: Callable[[str], None
     seed_everything(config.seed)  # the initial weights
     model = create_model(config.net, **config.net_kwargs).to(device, memory_format=torch.channels_last)
     preprocess = Preprocess(model.input_size)
+    parts = {name: np.flatnonzero(rows["split"].to_numpy() == name) for name in SPLITS}
+    landmarks = None
+    if config.fakes != "dataset":  # the REAL faces of train and val are self-blended
+        blended = rows.index[(rows["label"] == CLASSES[0]) & rows["split"].isin(["train", "val"])]
+        landmarks = np.full((len(rows), 5, 2), np.nan, dtype=np.float32)
+        landmarks[blended] = landmarks_of(rows.loc[blended], cache_dir, preprocess)
     images = load_crops(rows["crop_file"].tolist(), preprocess, threads=threads, progress=progress)
 
     notes = [f"{n_unknown} face(s) with an unknown label left out"] if n_unknown else []
-    parts = {name: np.flatnonzero(rows["split"].to_numpy() == name) for name in SPLITS}
     sizes = {name: {"faces": len(index), "videos": rows["video_id"].iloc[index].nunique(),
                     "groups": rows["group"].iloc[index].nunique()} for name, index in parts.items()}
     split_groups_used = {name: sorted(rows["group"].iloc[index].unique().tolist()) for name, index in parts.items()}
@@ -206,9 +224,11 @@ def fit(config: TrainConfig, progress: bool = True, report: Callable[[str], None
         write_atomic(config.run_dir / "config.json", json.dumps(run_config, indent=2).encode())
         write_split(table, config.run_dir / "split.csv")
 
-    y_train = labels_of(rows.iloc[parts["train"]])
     generator = torch.Generator()  # reseeded every epoch: shuffling and sampling
-    loader = make_loader(images[parts["train"]], y_train, config, generator, device)
+    loader = make_loader(images[parts["train"]], labels_of(rows.iloc[parts["train"]]), config, generator, device,
+                         landmarks=None if landmarks is None else landmarks[parts["train"]])
+    y_train = loader.dataset.labels.numpy()
+    notes += fake_source_notes(loader.dataset)
     pos_weight = float((y_train == 0).sum() / max(1, (y_train == 1).sum())) if config.balance == "loss" else 1.0
     criterion = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight, device=device))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -227,20 +247,29 @@ def fit(config: TrainConfig, progress: bool = True, report: Callable[[str], None
         report(f"resuming {config.run_dir} after epoch {len(history)}")
 
     val_rows, val_images = rows.iloc[parts["val"]], images[parts["val"]]
+    val_blends = None if landmarks is None else self_blend_set(images[parts["val"]], labels_of(val_rows),
+                                                               landmarks[parts["val"]], config.seed)
+    if val_blends is not None and not len(val_blends[1]):
+        val_blends = None  # no REAL validation faces
     for epoch in range(len(history) + 1, config.epochs + 1):
         if stopped:
             break
         epoch_started = time.perf_counter()
         seed_everything(config.seed * 1000 + epoch)  # so a resumed run repeats exactly what it would have done
         generator.manual_seed(config.seed * 1000 + epoch)
+        loader.dataset.set_epoch(epoch)  # this epoch's self-blends
         lr = optimizer.param_groups[0]["lr"]
         train_metrics = train_one_epoch(model, criterion, optimizer, scheduler, loader, preprocess, device, scaler,
                                         epoch, progress)
         p_val = evaluate(model, val_images, preprocess, device)
         val_metrics = frame_and_video_metrics(val_rows["video_id"], labels_of(val_rows), p_val, name="validation")
-        score = monitor_value(val_metrics)
+        entry = {"epoch": epoch, "lr": lr}
+        if val_blends is not None:
+            entry["val_self_blend"] = binary_metrics(val_blends[1], evaluate(model, val_blends[0], preprocess, device),
+                                                     name="validation self-blends")
+        score = monitor_value(val_metrics, entry.get("val_self_blend"))
         improved = best_score is None or score > best_score
-        history.append({"epoch": epoch, "lr": lr, "seconds": round(time.perf_counter() - epoch_started, 1),
+        history.append({**entry, "seconds": round(time.perf_counter() - epoch_started, 1),
                         "train": train_metrics, "val": val_metrics, "monitor": score, "best": improved})
         if improved:
             best_score, best_epoch, bad_epochs = score, epoch, 0
@@ -254,7 +283,8 @@ def fit(config: TrainConfig, progress: bool = True, report: Callable[[str], None
             optimizer=optimizer.state_dict(), lr_scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
             history=history, best_score=best_score, best_epoch=best_epoch, bad_epochs=bad_epochs,
             stopped_early=stopped), config.run_dir / "checkpoint_last.pt")
-        write_metrics(config.run_dir, config.net, sizes, history, best_epoch, stopped, test=None, notes=notes)
+        write_metrics(config.run_dir, config.net, sizes, history, best_epoch, stopped, test=None, notes=notes,
+                      fakes=config.fakes)
         plot_curves(history, config.run_dir / "curves.png", title=f"{config.net} ({config.run_dir})")
         report(epoch_line(history[-1], config.epochs))
 
@@ -264,7 +294,8 @@ def fit(config: TrainConfig, progress: bool = True, report: Callable[[str], None
     p_test = evaluate(best_model, test_images, preprocess, device)
     y_test = labels_of(test_rows)
     test_metrics = frame_and_video_metrics(test_rows["video_id"], y_test, p_test, name="test")
-    write_metrics(config.run_dir, config.net, sizes, history, best_epoch, stopped, test=test_metrics, notes=notes)
+    write_metrics(config.run_dir, config.net, sizes, history, best_epoch, stopped, test=test_metrics, notes=notes,
+                  fakes=config.fakes)
     plot_test_roc(test_rows["video_id"], y_test, p_test, config.run_dir / "roc_test.png",
                   f"{config.net} ({config.run_dir}): test split")
     return TrainResult(run_dir=config.run_dir, net=config.net, epochs_run=len(history), best_epoch=best_epoch,
@@ -279,21 +310,27 @@ def split_faces(config: TrainConfig, resumed: bool) -> tuple[pd.DataFrame, pd.Da
     rows, n_unknown = labelled_faces(manifest, str(cache_dir / "manifest.csv"))
     if config.limit:
         rows = subsample_groups(rows, config.limit, config.seed).reset_index(drop=True)
-    if rows["label"].nunique() < 2:
+    if config.fakes == "dataset" and rows["label"].nunique() < 2:
         raise DataError(f"{cache_dir / 'manifest.csv'}: all {len(rows)} labelled faces are {rows['label'].iloc[0]}; "
                         "training needs REAL and FAKE faces")
+    if config.fakes != "dataset" and not (rows["label"] == CLASSES[0]).any():
+        raise DataError(f"{cache_dir / 'manifest.csv'}: none of its {len(rows)} labelled faces is REAL; "
+                        f"--fakes {config.fakes} makes its fakes from REAL faces")
     split_path = config.run_dir / "split.csv" if resumed else config.split_file
     table = read_split(split_path) if split_path else split_groups(rows, config.fractions, config.seed)
     rows["split"] = assign_splits(rows, table, str(split_path or "split"))
-    check_split(rows)
+    check_split(rows, config.fakes)
     return rows, table, cache_dir, n_unknown
 
 
 def make_loader(images: torch.Tensor, labels: np.ndarray, config: TrainConfig, generator: torch.Generator,
-                device: torch.device) -> DataLoader:
-    """Augmented training batches, shuffled or (balance=sampler) drawn with class weights."""
-    dataset = FaceDataset(images, labels, build_augment(parse_augment(config.augment)))
-    sampler = None
+                device: torch.device, landmarks: np.ndarray | None = None) -> DataLoader:
+    """Augmented training batches, shuffled or (balance=sampler) drawn with class weights; with self-blends
+    (`config.fakes`, `landmarks` of the images), each real is followed by its own self-blend."""
+    dataset = FaceDataset(images, labels, build_augment(parse_augment(config.augment)), fakes=config.fakes,
+                          landmarks=landmarks, seed=config.seed)
+    labels = dataset.labels.numpy()
+    sampler = PairedShuffle(dataset, generator) if config.fakes != "dataset" else None
     if config.balance == "sampler":
         class_weight = 1.0 / np.bincount(labels.astype(int), minlength=2)
         sampler = WeightedRandomSampler(class_weight[labels.astype(int)], len(labels), generator=generator)
@@ -330,22 +367,51 @@ def prepare_run_dir(config: TrainConfig) -> tuple[TrainConfig, bool]:
                    workers=config.workers, device=config.device, resume=True), True
 
 
-def check_split(rows: pd.DataFrame) -> None:
-    """Train needs both classes; validation and test need faces."""
+def self_blend_set(images: torch.Tensor, labels: np.ndarray, landmarks: np.ndarray, seed: int) -> tuple[torch.Tensor,
+                                                                                                         np.ndarray]:
+    """The REAL images and their self-blends (epoch 0: never a training epoch), with labels, for scoring."""
+    dataset = FaceDataset(images, labels, fakes="self-blend", landmarks=landmarks, seed=seed)
+    if not len(dataset):
+        return torch.empty((0, *images.shape[1:]), dtype=torch.uint8), np.zeros(0, dtype=np.float32)
+    return torch.stack([dataset[k][0] for k in range(len(dataset))]), dataset.labels.numpy()
+
+
+def fake_source_notes(dataset: FaceDataset) -> list[str]:
+    """What the training samples of an epoch are, when they are not simply the cache's faces."""
+    if dataset.fakes == "dataset":
+        return []
+    n_blends = int(dataset.blended.sum())
+    n_real = int((dataset.labels == 0).sum())
+    n_fake = len(dataset) - n_real - n_blends
+    if dataset.fakes == "self-blend":
+        return [f"fakes: self-blend: {n_real} REAL train faces, each also self-blended as a FAKE "
+                f"({len(dataset)} samples an epoch; the cache's FAKE train faces are not used)"]
+    return [f"fakes: both: {n_real} REAL, {n_fake} FAKE and {n_blends} self-blended train faces an epoch"]
+
+
+def check_split(rows: pd.DataFrame, fakes: str = "dataset") -> None:
+    """Train needs both classes (or REAL faces to self-blend); validation and test need faces."""
     for name in SPLITS:
         part = rows[rows["split"] == name]
         if part.empty:
             raise DataError(f"the {name} split holds no faces (too few groups for a train/val/test split?)")
-        if name == "train" and part["label"].nunique() < 2:
+        if name == "train" and fakes == "dataset" and part["label"].nunique() < 2:
             raise DataError(f"the train split holds only {part['label'].iloc[0]} faces; training needs both classes")
+        if name == "train" and fakes != "dataset" and not (part["label"] == CLASSES[0]).any():
+            raise DataError(f"the train split holds no REAL faces; --fakes {fakes} makes its fakes from REAL faces")
         if part["label"].nunique() < 2:
             log.warning("the %s split holds only %s faces: its ROC-AUC is undefined", name, part["label"].iloc[0])
 
 
-def monitor_value(val_metrics: dict) -> float:
-    """What early stopping watches: validation frame ROC-AUC, or minus the log loss when AUC is undefined."""
+def monitor_value(val_metrics: dict, val_self_blend: dict | None = None) -> float:
+    """What early stopping watches: validation frame ROC-AUC; when that is undefined (validation holds one
+    class), the AUC of its REAL faces against their self-blends if there are any, else minus the log loss."""
     frame = val_metrics["frame"]
-    return frame["roc_auc"] if frame["roc_auc"] is not None else -frame["log_loss"]
+    if frame["roc_auc"] is not None:
+        return frame["roc_auc"]
+    if val_self_blend is not None and val_self_blend["roc_auc"] is not None:
+        return val_self_blend["roc_auc"]
+    return -frame["log_loss"]
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int, floor: float = 0.01) -> float:
@@ -380,16 +446,21 @@ def epoch_line(entry: dict, epochs: int) -> str:
     def auc(metrics):
         return "n/a" if metrics["roc_auc"] is None else f"{metrics['roc_auc']:.3f}"
 
+    blends = f" | val self-blend AUC {auc(entry['val_self_blend'])}" if "val_self_blend" in entry else ""
     return (f"epoch {entry['epoch']}/{epochs}: train loss {train['log_loss']:.3f} acc {train['accuracy']:.3f} "
             f"AUC {auc(train)} | val loss {frame['log_loss']:.3f} acc {frame['accuracy']:.3f} AUC {auc(frame)} "
-            f"(video AUC {auc(video)}) | lr {entry['lr']:.2e} | {entry['seconds']:.0f} s"
+            f"(video AUC {auc(video)}){blends} | lr {entry['lr']:.2e} | {entry['seconds']:.0f} s"
             + ("  * best" if entry["best"] else ""))
 
 
 def write_metrics(run_dir: Path, net: str, sizes: dict, history: list[dict], best_epoch: int, stopped: bool,
-                  test: dict | None, notes: list[str]) -> None:
+                  test: dict | None, notes: list[str], fakes: str = "dataset") -> None:
     metrics = {
-        "net": net, "monitor": "validation frame roc_auc (minus log loss when undefined)",
+        "net": net, "fakes": fakes,
+        "monitor": "validation frame roc_auc on the cache's labels (when undefined: the validation self-blend "
+                   "roc_auc if any, else minus the log loss)",
+        "self_blend_validation": "epochs[].val_self_blend, with self-blended fakes: frame metrics of the validation REAL faces "
+                          "against their self-blends (made once, seeded)",
         "video_level": "mean of the frame p_fake of each video_id", "split_sizes": sizes,
         "best_epoch": best_epoch, "stopped_early": stopped, "epochs": history,
         "test": test,  # None until training ends; then the best checkpoint on the test split

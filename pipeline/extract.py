@@ -13,11 +13,14 @@ import sys
 import threading
 import time
 from collections import deque
+from concurrent.futures import FIRST_COMPLETED
+from concurrent.futures import wait as futures_wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_all_start_methods, get_context
-from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
+from pebble import ProcessExpired, ProcessPool
 from tqdm import tqdm
 
 from pipeline.cache import FaceCache, crop_relpath, write_jpeg_atomic
@@ -229,35 +232,22 @@ def _init_worker(face_config: FaceConfig, device: str | None, cache_dir: Path, j
 
 
 def _run_job(job: InputJob) -> dict:
+    if "failed" in _WORKER:
+        raise _WORKER["failed"]
     return process_input(job, _WORKER["extractor"], _WORKER["cache_dir"], _WORKER["quality"])
 
 
-def _worker_main(conn: Connection, parent_pid: int, init_args: tuple) -> None:
-    """A worker process: set up, say "ready", then read the inputs the parent sends, one at a time."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
+def _start_worker(parent_pid: int, init_args: tuple) -> None:
+    """The pool's initializer, in each worker process: end with the parent, then set up.
+
+    A setup error (e.g. a bad --device) is kept and raised by the worker's first input, so that the parent
+    raises it, as it would without workers: pebble would only log it and start another worker, forever.
+    """
     _end_with_parent(parent_pid)
     try:
         _init_worker(*init_args)
-    except Exception as exc:  # e.g. a bad --device: the parent raises it, as it would without workers
-        _send(conn, ("failed", _picklable(exc)))
-        return
-    if not _send(conn, ("ready", None)):
-        return
-    while True:
-        try:
-            job = conn.recv()
-        except (EOFError, OSError):
-            return  # the parent is gone
-        if job is None or not _send(conn, ("done", _run_job(job))):
-            return
-
-
-def _send(conn: Connection, message) -> bool:
-    try:
-        conn.send(message)
-        return True
-    except OSError:  # the parent is gone
-        return False
+    except Exception as exc:
+        _WORKER["failed"] = _picklable(exc)
 
 
 def _picklable(exc: Exception) -> Exception:
@@ -323,162 +313,78 @@ def _death_cause(exitcode: int | None) -> str:
     return f"signal {-exitcode} {name}"
 
 
-@dataclass(eq=False)
-class _Worker:
-    """One worker process, our end of its pipe, and the input it is reading (None when idle)."""
-
-    process: object
-    conn: Connection
-    ready: bool = False
-    job: InputJob | None = None
-    alone: bool = False  # reading an input again after a worker died on it: nothing else runs meanwhile
+MAX_POOL_BREAKS = 3  # pools in a row whose workers all died before reading anything: something is wrong with all
 
 
-MAX_START_DEATHS = 3  # workers in a row that die before taking any input: something is wrong with all of them
+def _pool_results(todo: list[InputJob], workers: int, init_args: tuple, initializer=_start_worker):
+    """Journal entries of `todo`, in completion order, from a pebble pool of `workers` processes.
 
-
-class _WorkerPool:
-    """`size` worker processes, each reading one input at a time over its own pipe.
-
-    With ProcessPoolExecutor, one dead worker (a decoder's segfault, the out-of-memory killer) breaks
-    the pool and fails every input not yet finished. Here the input a worker was reading when it died
-    is known, and a new worker takes the dead one's place. That input is read again alone (the other
-    workers wait), so that it has the memory to itself and a second death is its own, not a neighbour's;
-    it fails only then. Every other input goes on.
+    With ProcessPoolExecutor, one dead worker (a decoder's segfault, the out-of-memory killer) breaks the
+    pool and fails every input not yet finished. A pebble pool fails only the input the dead worker was
+    reading (ProcessExpired) and starts a new worker. That input is read once more; it fails if its worker
+    dies again. Every other input goes on. At most `workers` inputs are in flight, so a rerun is not queued
+    behind the whole batch. A worker error (e.g. a bad --device) is raised here; closing the generator (an
+    interrupt) ends the workers at once (pebble's stop: SIGTERM, which they exit on, then SIGKILL after 3 s).
     """
-
-    def __init__(self, context, size: int, init_args: tuple, worker_main=None):
-        self.context = context
-        self.size = size
-        self.init_args = init_args
-        self.worker_main = worker_main or _worker_main  # what a worker process runs (a test may wrap it)
-        self.workers: list[_Worker] = []
-        self.retired: list[_Worker] = []
-
-    def results(self, todo: list[InputJob]):
-        """Journal entries of `todo`, in completion order. Closing the generator kills the workers."""
-        queue, reruns = deque(todo), deque()
-        first_death: dict[str, str] = {}  # video id -> how the worker reading it died
-        start_deaths = 0
-        try:
-            while queue or reruns or any(w.job is not None for w in self.workers):
-                self._staff(waiting=len(queue) + len(reruns))
-                self._dispatch(queue, reruns)
-                ready = wait([w.conn for w in self.workers] + [w.process.sentinel for w in self.workers])
-                for worker in [w for w in self.workers if w.conn in ready or w.process.sentinel in ready]:
-                    messages, dead = self._receive(worker, ready)
-                    for kind, payload in messages:
-                        if kind == "failed":
-                            raise payload
-                        if kind == "ready":
-                            worker.ready, start_deaths = True, 0
-                            continue
-                        job, worker.job, worker.alone = worker.job, None, False
-                        if job.video_id in first_death:
-                            _add_note(payload["input"], f"read again: the worker process reading it first died "
-                                                        f"({first_death[job.video_id]})")
-                        yield payload
-                    if not dead:
-                        continue
-                    cause = self._bury(worker)
-                    job = worker.job
-                    if job is None:
-                        start_deaths += not worker.ready
-                        if start_deaths >= MAX_START_DEATHS:
-                            raise DeepfakeError(f"worker processes keep dying before reading anything (last: {cause})")
-                        log.warning("a worker process died while it was not reading anything (%s)", cause)
-                    elif job.video_id in first_death:
+    # fresh interpreters (torch is not fork-safe once used); with a fork server, an 8-clip run of
+    # `cli.py extract` ended about 1 s sooner than with spawned workers (README, Performance). The fork
+    # server is itself a fresh interpreter, so workers may initialise CUDA even when this process has
+    # (the parent never needs to: it only decides the worker count, with `cuda_expected`).
+    context = get_context("forkserver" if "forkserver" in get_all_start_methods() else "spawn")
+    queue, running = deque(todo), {}  # running: future -> job
+    first_death: dict[str, str] = {}  # video id -> how the worker reading it died
+    pool, breaks = None, 0
+    try:
+        while queue or running:
+            if pool is None:
+                pool = ProcessPool(workers, initializer=initializer, initargs=(os.getpid(), init_args), context=context)
+            broken = False
+            try:
+                while queue and len(running) < workers:
+                    future = pool.schedule(_run_job, (queue[0],))
+                    running[future] = queue.popleft()
+            except RuntimeError:  # the pool broke (below) before a future said so
+                broken = True
+            done = () if broken else futures_wait(running, return_when=FIRST_COMPLETED).done
+            for future in done:
+                job = running.pop(future)
+                try:
+                    entry = future.result()  # an error other than a death is the worker's own: raised here
+                except BrokenProcessPool:
+                    queue.appendleft(job)
+                    broken = True
+                    continue
+                except ProcessExpired as exc:
+                    cause = _death_cause(exc.exitcode)
+                    if job.video_id in first_death:
                         first = first_death[job.video_id]
                         causes = cause if cause == first else f"{first}, then {cause}"
-                        message = f"the worker process died while reading it, and again when read alone ({causes})"
+                        message = f"the worker process died while reading it, and again when read again ({causes})"
                         yield {"input": _input_record(job, "error", message), "faces": []}
                     else:
                         first_death[job.video_id] = cause
-                        log.warning("%s: the worker process died while reading it (%s); reading it again, alone",
+                        log.warning("%s: the worker process died while reading it (%s); reading it again",
                                     job.path, cause)
-                        reruns.append(job)
-            self._stop()
-        finally:
-            self._kill()
-
-    def _start(self) -> _Worker:
-        ours, theirs = self.context.Pipe()
-        process = self.context.Process(target=self.worker_main, args=(theirs, os.getpid(), self.init_args),
-                                       name="extract-worker", daemon=True)
-        process.start()
-        theirs.close()
-        return _Worker(process, ours)
-
-    def _staff(self, waiting: int) -> None:
-        """Workers enough for the inputs left (at most `size`); idle ones go when nothing is waiting."""
-        busy = sum(w.job is not None for w in self.workers)
-        while len(self.workers) < min(self.size, busy + waiting):
-            self.workers.append(self._start())
-        if not waiting:
-            for worker in [w for w in self.workers if w.ready and w.job is None]:
-                _send(worker.conn, None)
-                self.workers.remove(worker)
-                self.retired.append(worker)
-
-    def _dispatch(self, queue: deque, reruns: deque) -> None:
-        busy = [w for w in self.workers if w.job is not None]
-        idle = [w for w in self.workers if w.ready and w.job is None]
-        if any(w.alone for w in busy):
-            return
-        if reruns:  # it waits for the others to finish, then runs alone
-            if idle and not busy and self._give(idle[0], reruns[0], alone=True):
-                reruns.popleft()
-            return
-        for worker in idle:
-            if not queue or not self._give(worker, queue[0]):
-                return
-            queue.popleft()
-
-    @staticmethod
-    def _give(worker: _Worker, job: InputJob, alone: bool = False) -> bool:
-        if not _send(worker.conn, job):
-            return False  # it just died: the job stays where it was, the death is seen next
-        worker.job, worker.alone = job, alone
-        return True
-
-    @staticmethod
-    def _receive(worker: _Worker, ready: list) -> tuple[list, bool]:
-        """The messages waiting from `worker`, and whether it has died."""
-        messages = []
-        try:
-            while worker.conn.poll():
-                messages.append(worker.conn.recv())
-        except (EOFError, OSError):  # its end closed: it died, perhaps in the middle of a message
-            return messages, True
-        return messages, worker.process.sentinel in ready
-
-    def _bury(self, worker: _Worker) -> str:
-        worker.process.join(timeout=5)
-        if worker.process.exitcode is None:  # its pipe closed but it lingers
-            worker.process.kill()
-            worker.process.join()
-        self.workers.remove(worker)
-        worker.conn.close()
-        return _death_cause(worker.process.exitcode)
-
-    def _stop(self) -> None:
-        """Tell the idle workers to stop and wait for them (one still starting is killed by `_kill`)."""
-        for worker in self.workers:
-            if worker.ready:
-                _send(worker.conn, None)
-        for worker in self.workers + self.retired:
-            if worker.ready:
-                worker.process.join(timeout=10)
-
-    def _kill(self) -> None:
-        """Kill what is left, at once: on an interrupt, running inputs are not waited for."""
-        for worker in self.workers + self.retired:
-            if worker.process.exitcode is None:
-                worker.process.kill()
-        for worker in self.workers + self.retired:
-            worker.process.join(timeout=10)
-            worker.conn.close()
-        self.workers, self.retired = [], []
+                        queue.appendleft(job)
+                    continue
+                breaks = 0
+                if job.video_id in first_death:
+                    _add_note(entry["input"], f"read again: the worker process reading it first died "
+                                              f"({first_death[job.video_id]})")
+                yield entry
+            if broken:  # pebble gives up when a worker dies while no input is being read (e.g. at start-up):
+                pool.stop()  # nothing in flight was being read, so it all goes back in the queue, for a new pool
+                pool.join()
+                pool, breaks = None, breaks + 1
+                if breaks >= MAX_POOL_BREAKS:
+                    raise DeepfakeError("worker processes keep dying before reading anything")
+                log.warning("a worker process died before reading anything; starting the workers again")
+                queue.extendleft(reversed(list(running.values())))
+                running.clear()
+    finally:  # normal end, error or interrupt: workers stopped now, inputs being read are not waited for
+        if pool is not None:
+            pool.stop()
+            pool.join()
 
 
 def _add_note(record: dict, note: str) -> None:
@@ -543,18 +449,13 @@ def _results(todo: list[InputJob], config: ExtractConfig, cache_dir: Path, worke
     """Journal entries of `todo`, in completion order, from `workers` processes (or this one)."""
     if not todo:
         return
+    init_args = (config.faces, config.device, cache_dir, config.jpeg_quality)
     if workers == 1:
-        _init_worker(config.faces, config.device, cache_dir, config.jpeg_quality)  # one: decoding has the other core
+        _init_worker(*init_args)  # one: decoding has the other core
         for job in todo:
             yield _run_job(job)
         return
-    # fresh interpreters (torch is not fork-safe once used); with a fork server, an 8-clip run of
-    # `cli.py extract` ended about 1 s sooner than with spawned workers (README, Performance). The fork
-    # server is itself a fresh interpreter, so workers may initialise CUDA even when this process has
-    # (the parent never needs to: it only decides the worker count, with `cuda_expected`).
-    context = get_context("forkserver" if "forkserver" in get_all_start_methods() else "spawn")
-    pool = _WorkerPool(context, workers, (config.faces, config.device, cache_dir, config.jpeg_quality))
-    yield from pool.results(todo)
+    yield from _pool_results(todo, workers, init_args)
 
 
 def _nothing_found(collected: CollectedInputs, paths: list) -> str:

@@ -10,13 +10,12 @@ import signal
 import subprocess
 import sys
 import time
-from multiprocessing import get_context
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from pipeline.extract import InputJob, _WorkerPool
+from pipeline.extract import InputJob, _pool_results
 from pipeline.faces import FaceConfig
 from pipeline.labels import LabelResolver
 from pipeline.sample import write_sample_clip
@@ -166,22 +165,24 @@ def test_a_killed_worker_fails_nothing_its_input_is_read_again(start, clips, tmp
     assert crops_per_clip(out) == {f"clip{i}": CROPS_PER_CLIP for i in range(N_CLIPS)}
 
 
-def worker_dying_on_crash_inputs(conn, parent_pid, init_args):
-    """The real worker, except that an input named crash* ends its process with a segmentation fault."""
+def start_worker_dying_on_crash_inputs(parent_pid, init_args):
+    """The real worker start-up, after which an input named crash* ends its process with a segmentation fault
+    (a null pointer read, as a decoder's bug would)."""
+    import ctypes
     import resource
 
     import pipeline.extract as extract_module
 
+    extract_module._start_worker(parent_pid, init_args)
     run_job = extract_module._run_job
 
     def run(job):
         if job.path.name.startswith("crash"):
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file in the working tree
-            os.kill(os.getpid(), signal.SIGSEGV)
+            ctypes.string_at(0)
         return run_job(job)
 
-    extract_module._run_job = run
-    extract_module._worker_main(conn, parent_pid, init_args)
+    extract_module._run_job = run  # what the pool's inputs, pickled by name, call in this process
 
 
 def test_an_input_that_kills_its_worker_twice_fails_alone_and_the_others_are_read(face_clip, tmp_path):
@@ -189,11 +190,11 @@ def test_an_input_that_kills_its_worker_twice_fails_alone_and_the_others_are_rea
     for name in ("good0", "crash", "good1", "good2"):
         path = Path(shutil.copy(face_clip, tmp_path / f"{name}.mp4"))
         jobs.append(InputJob(name, path, LabelResolver(None).resolve(path), path.stat().st_size, 0))
-    pool = _WorkerPool(get_context("forkserver"), 2, (FaceConfig(), None, tmp_path / "crops", 95),
-                       worker_main=worker_dying_on_crash_inputs)
-    records = {entry["input"]["video_id"]: entry["input"] for entry in pool.results(jobs)}
+    results = _pool_results(jobs, 2, (FaceConfig(), None, tmp_path / "crops", 95),
+                            initializer=start_worker_dying_on_crash_inputs)
+    records = {entry["input"]["video_id"]: entry["input"] for entry in results}
     assert records["crash"]["status"] == "error"
-    assert records["crash"]["message"] == ("the worker process died while reading it, and again when read alone "
+    assert records["crash"]["message"] == ("the worker process died while reading it, and again when read again "
                                            "(signal 11 SIGSEGV)")
     assert [records[f"good{i}"]["status"] for i in range(3)] == ["ok"] * 3
 

@@ -15,9 +15,11 @@ from click.testing import CliRunner
 
 from cli import main
 from models import model_names
+from models.data import Preprocess, landmarks_of, points_to_input, read_crop
 from models.train import TrainConfig, fit
 from pipeline.cache import load_manifest
 from pipeline.extract import ExtractConfig, extract
+from pipeline.faces import FaceConfig, FaceExtractor
 from tests.conftest import shared_data
 
 RUN_FILES = {"checkpoint_best.pt", "checkpoint_last.pt", "metrics.json", "split.csv", "config.json", "curves.png",
@@ -280,3 +282,151 @@ def test_evaluate_refuses_bad_checkpoints(lenet_run, astronaut_faces, tmp_path):
     torch.save(state, tmp_path / "renamed.pt")
     renamed = cli("evaluate", "--checkpoint", tmp_path / "renamed.pt", "--faces", astronaut_faces)
     assert renamed.exit_code == 1 and "its weights do not fit a minivgg net" in renamed.output
+
+
+# -- self-blended fakes (--fakes) ------------------------------------------------------------------------
+def train_reals(run_dir: Path, cache_dir: Path, split: str) -> int:
+    """How many REAL faces of the cache fell in `split` of the run."""
+    manifest, _ = load_manifest(cache_dir)
+    table = pd.read_csv(run_dir / "split.csv", dtype=str)
+    groups = set(table.loc[table["split"] == split, "group"])
+    return int(((manifest["label"] == "REAL") & manifest["group"].isin(groups)).sum())
+
+
+@pytest.fixture(scope="module")
+def self_blend_run(astronaut_faces, tmp_path_factory) -> Path:
+    """A finished two-epoch LeNet run on REAL astronaut faces and their self-blends."""
+    run_dir = tmp_path_factory.mktemp("runs") / "self_blend"
+    result = cli("train", "--net", "lenet", "--faces", astronaut_faces, "--out", run_dir, "--epochs", 2,
+                 "--batch-size", 8, "--fakes", "self-blend", "--quiet")
+    assert result.exit_code == 0, result.output
+    return run_dir
+
+
+def test_self_blend_training_records_its_fakes(self_blend_run, astronaut_faces):
+    assert RUN_FILES <= {p.name for p in self_blend_run.iterdir()}
+    metrics = json.loads((self_blend_run / "metrics.json").read_text())
+    n_train, n_val = (train_reals(self_blend_run, astronaut_faces, split) for split in ("train", "val"))
+    assert metrics["fakes"] == "self-blend" and n_train > 0 and n_val > 0
+    assert any(f"{n_train} REAL train faces, each also self-blended" in note for note in metrics["notes"])
+    for epoch in metrics["epochs"]:
+        assert epoch["train"]["n_real"] == epoch["train"]["n_fake"] == n_train  # a real and its blend, no cache fake
+        assert epoch["val_self_blend"]["n_real"] == epoch["val_self_blend"]["n_fake"] == n_val
+        assert epoch["val"]["frame"]["n_fake"] > 0  # validation is still the cache's own REAL and FAKE faces
+    assert json.loads((self_blend_run / "config.json").read_text())["fakes"] == "self-blend"
+    for name in ("checkpoint_best.pt", "checkpoint_last.pt"):
+        assert torch.load(self_blend_run / name, weights_only=True)["train_config"]["fakes"] == "self-blend"
+
+
+def test_resume_keeps_self_blend_and_makes_the_same_pseudo_fakes(self_blend_run, astronaut_faces, tmp_path):
+    run_dir = tmp_path / "interrupted"
+    config = TrainConfig(net="lenet", faces=astronaut_faces, run_dir=run_dir, epochs=2, batch_size=8, threads=1,
+                         fakes="self-blend")
+
+    def interrupt_after_epoch_1(line):
+        if line.startswith("epoch 1/"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, progress=False, report=interrupt_after_epoch_1)
+    resumed = cli("train", "--resume", "--out", run_dir, "--quiet")  # no --fakes: the run's own is kept
+    assert resumed.exit_code == 0, resumed.output
+    assert resumed.output.splitlines()[1].startswith("epoch 2/2:") and "val self-blend AUC" in resumed.output
+    assert torch.load(run_dir / "checkpoint_last.pt", weights_only=True)["train_config"]["fakes"] == "self-blend"
+
+    again = json.loads((run_dir / "metrics.json").read_text())["epochs"]
+    straight = json.loads((self_blend_run / "metrics.json").read_text())["epochs"]  # same seed, never interrupted
+    for key in ("train", "val_self_blend"):
+        assert [e[key]["log_loss"] for e in again] == pytest.approx([e[key]["log_loss"] for e in straight], rel=1e-6)
+
+
+def test_both_trains_on_the_cache_fakes_and_self_blends(astronaut_faces, tmp_path):
+    run_dir = tmp_path / "both"
+    result = cli("train", "--net", "lenet", "--faces", astronaut_faces, "--out", run_dir, "--epochs", 1,
+                 "--batch-size", 4, "--fakes", "both", "--quiet")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    n_real = train_reals(run_dir, astronaut_faces, "train")
+    n_fake = metrics["split_sizes"]["train"]["faces"] - n_real
+    assert metrics["fakes"] == "both" and "val_self_blend" in metrics["epochs"][0]
+    assert f"fakes: both: {n_real} REAL, {n_fake} FAKE and {n_real} self-blended" in result.output
+    train = metrics["epochs"][0]["train"]
+    assert train["n_real"] + train["n_fake"] == (2 * n_real + n_fake) // 4 * 4  # whole batches of 4
+    assert train["n_fake"] > n_fake  # the cache's fakes and self-blends
+    assert torch.load(run_dir / "checkpoint_best.pt", weights_only=True)["train_config"]["fakes"] == "both"
+
+
+@pytest.fixture(scope="module")
+def faces_without_landmarks(tmp_path_factory, astronaut) -> Path:
+    """A real cache made by the opencv-dnn detector (boxes only, no landmarks)."""
+    rng = np.random.default_rng(1)
+    images = {}
+    for group in range(3):
+        real, face = astronaut_variation(astronaut, rng)
+        images[f"g{group}_real.jpg"] = (real, "REAL", f"group{group}")
+        images[f"g{group}_fake.jpg"] = (crude_fake(real, face), "FAKE", f"group{group}")
+    folder = tmp_path_factory.mktemp("opencv")
+    inputs = folder / "inputs"
+    inputs.mkdir()
+    for name, (image, _, _) in images.items():
+        cv2.imwrite(str(inputs / name), image)
+    pd.DataFrame([(n, label, group) for n, (_, label, group) in images.items()],
+                 columns=["file", "label", "group"]).to_csv(folder / "labels.csv", index=False)
+    result = cli("extract", inputs, "--out", folder / "faces", "--labels", folder / "labels.csv",
+                 "--detector", "opencv-dnn", "--workers", 1, "--quiet")
+    assert result.exit_code == 0, result.output
+    return load_manifest(folder / "faces")[1]
+
+
+@pytest.mark.parametrize("fakes", ["self-blend", "both"])
+def test_a_cache_without_landmarks_cannot_be_self_blended(fakes, faces_without_landmarks, tmp_path):
+    result = cli("train", "--net", "lenet", "--faces", faces_without_landmarks, "--out", tmp_path / "run",
+                 "--fakes", fakes, "--quiet")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert str(faces_without_landmarks / "manifest.csv") in result.output
+    assert "have no landmarks (detector: opencv-dnn)" in result.output and "--detector mtcnn" in result.output
+    assert not (tmp_path / "run").exists()
+
+    grid = cli("self-blend-grid", "--faces", faces_without_landmarks, "--out", tmp_path / "grid.png")
+    assert grid.exit_code == 1 and "have no landmarks (detector: opencv-dnn)" in grid.output
+    assert not (tmp_path / "grid.png").exists()
+
+
+def test_balance_sampler_would_part_a_real_from_its_blend(astronaut_faces, tmp_path):
+    result = cli("train", "--net", "lenet", "--faces", astronaut_faces, "--out", tmp_path / "run",
+                 "--fakes", "self-blend", "--balance", "sampler")
+    assert result.exit_code == 2 and "with --fakes self-blend use --balance loss or none" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_self_blend_grid_shows_reals_masks_and_blends(astronaut_faces, tmp_path):
+    result = cli("self-blend-grid", "--faces", astronaut_faces, "--out", tmp_path / "grid.png", "--n", 3,
+                 "--size", 64)
+    assert result.exit_code == 0, result.output
+    grid = cv2.imread(str(tmp_path / "grid.png"))
+    assert grid is not None and min(grid.shape[:2]) > 400 and grid.std() > 20
+
+
+def test_landmarks_land_on_the_eyes_of_real_crops(face_clip, tmp_path):
+    """Landmarks of real crops (extract on a clip), mapped into the preprocessed image, agree with MTCNN run on
+    that image itself, and sit where eyes, nose and mouth belong inside the face box mapped the same way."""
+    result = cli("extract", face_clip, "--out", tmp_path / "faces", "--workers", 1, "--quiet")
+    assert result.exit_code == 0, result.output
+    manifest, cache_dir = load_manifest(tmp_path / "faces")
+    preprocess = Preprocess(112)
+    mapped = landmarks_of(manifest, cache_dir, preprocess)
+    extractor = FaceExtractor(FaceConfig(min_face_size=20))
+    assert len(manifest) >= 2
+    for row, marks in zip(manifest.itertuples(), mapped):
+        crop_box = (row.crop_x1, row.crop_y1, row.crop_x2, row.crop_y2)
+        (x1, y1), (x2, y2) = points_to_input([(row.x1, row.y1), (row.x2, row.y2)], crop_box, 224, preprocess)
+        assert ((marks >= (x1, y1)) & (marks <= (x2, y2))).all()
+        left_eye, right_eye, nose, mouth = marks[0], marks[1], marks[2], marks[3:].mean(axis=0)
+        assert left_eye[0] < nose[0] < right_eye[0]
+        assert 0.3 < (right_eye[0] - left_eye[0]) / (x2 - x1) < 0.6
+        assert max(left_eye[1], right_eye[1]) < nose[1] < mouth[1]
+
+        image = cv2.cvtColor(read_crop(row.crop_file, preprocess).permute(1, 2, 0).numpy(), cv2.COLOR_RGB2BGR)
+        found = extractor.detect([image], pad=0.25)[0]
+        assert len(found) == 1
+        assert np.abs(np.array(found[0].landmarks) - marks).max() < 2.5  # pixels of a 112-pixel image

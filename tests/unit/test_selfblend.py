@@ -1,0 +1,203 @@
+"""Self-blended images (models/selfblend.py), the landmark geometry and the dataset that makes them on the fly."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from models.data import FaceDataset, PairedShuffle, Preprocess, points_to_input
+from models.selfblend import face_hull, sample_rng, self_blend
+from pipeline.crops import cut_square, square_crop_box
+
+# MTCNN's face box and five landmarks (eyes, nose, mouth corners) in the 512x512 astronaut photo
+ASTRONAUT_BOX = (181.6, 62.54, 267.55, 175.7)
+ASTRONAUT_LANDMARKS = ((204.37, 101.5), (248.22, 103.34), (226.24, 129.04), (202.92, 140.79), (247.91, 142.0))
+
+
+def face_as_dataset_holds_it(astronaut: np.ndarray, size: int = 112) -> tuple[np.ndarray, np.ndarray]:
+    """The astronaut's face as FaceDataset holds a crop (uint8 RGB (3, size, size)), with its landmarks there."""
+    box = square_crop_box(ASTRONAUT_BOX, 0.3)
+    preprocess = Preprocess(size)
+    image = preprocess.crop_resize(cut_square(astronaut, box, 224)).numpy()
+    return image, points_to_input(ASTRONAUT_LANDMARKS, box, 224, preprocess)
+
+
+def whole_photo(astronaut: np.ndarray, size: int = 160) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """The whole photo (HWC RGB) at `size`, with the landmarks and face box there: room far from the face."""
+    scale = size / astronaut.shape[0]
+    image = cv2.cvtColor(cv2.resize(astronaut, (size, size), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+    return image, np.array(ASTRONAUT_LANDMARKS) * scale, tuple(v * scale for v in ASTRONAUT_BOX)
+
+
+# -- the landmark geometry ---------------------------------------------------------------------------
+@pytest.mark.parametrize("face_box", [(300, 100, 420, 250), (-30, 40, 110, 220), (520, 230, 630, 350)])
+def test_points_follow_the_pixels_through_crop_and_preprocessing(face_box):
+    """Three coloured dots drawn in a frame land, after the real crop and preprocessing, where the mapping says
+    (boxes inside the frame and across its edges, where the crop is padded)."""
+    frame = np.zeros((360, 640, 3), dtype=np.float32)
+    x1, y1, x2, y2 = face_box
+    points = np.array([(x1 + 0.3 * (x2 - x1), y1 + 0.35 * (y2 - y1)), (x1 + 0.7 * (x2 - x1), y1 + 0.4 * (y2 - y1)),
+                       (x1 + 0.45 * (x2 - x1), y1 + 0.75 * (y2 - y1))])
+    grid_y, grid_x = np.mgrid[0:360, 0:640]
+    for channel, (px, py) in enumerate(points):
+        frame[..., channel] = 255 * np.exp(-((grid_x - px) ** 2 + (grid_y - py) ** 2) / (2 * 4.0**2))
+    crop_box = square_crop_box(face_box, 0.3)
+    preprocess = Preprocess(96)
+    image = preprocess.crop_resize(cut_square(frame.astype(np.uint8), crop_box, 224)).numpy().astype(np.float64)
+
+    mapped = points_to_input(points, crop_box, 224, preprocess)
+    rows, columns = np.mgrid[0 : image.shape[1], 0 : image.shape[2]]
+    for channel in range(3):
+        weight = image[2 - channel]  # crop_resize turns BGR into RGB: the frame's channel 0 is the image's 2
+        centroid = ((columns * weight).sum() / weight.sum(), (rows * weight).sum() / weight.sum())
+        assert centroid == pytest.approx(tuple(mapped[channel]), abs=0.05)  # to a twentieth of a pixel
+
+
+# -- self_blend ----------------------------------------------------------------------------------------
+def test_a_seed_gives_the_same_blend_and_other_seeds_others(astronaut):
+    image, landmarks = face_as_dataset_holds_it(astronaut)
+    first, first_mask = self_blend(image, landmarks, np.random.default_rng(7))
+    again, again_mask = self_blend(image, landmarks, np.random.default_rng(7))
+    assert np.array_equal(first, again) and np.array_equal(first_mask, again_mask)
+    others = [self_blend(image, landmarks, np.random.default_rng(seed))[0] for seed in range(8, 12)]
+    assert all(not np.array_equal(first, other) for other in others)
+    assert sample_rng(0, 1, 5).random() == sample_rng(0, 1, 5).random() != sample_rng(0, 2, 5).random()
+
+
+def test_types_layouts_and_shapes_are_kept(astronaut):
+    image, landmarks = face_as_dataset_holds_it(astronaut, size=64)
+    blended, mask = self_blend(torch.from_numpy(image), landmarks, np.random.default_rng(0))
+    assert isinstance(blended, torch.Tensor) and blended.dtype == torch.uint8 and blended.shape == (3, 64, 64)
+    assert isinstance(mask, torch.Tensor) and mask.dtype == torch.float32 and mask.shape == (64, 64)
+
+    hwc = np.ascontiguousarray(image.transpose(1, 2, 0))
+    blended_hwc, mask_hwc = self_blend(hwc, landmarks, np.random.default_rng(0))
+    assert blended_hwc.dtype == np.uint8 and blended_hwc.shape == (64, 64, 3) and mask_hwc.shape == (64, 64)
+    assert np.array_equal(blended_hwc.transpose(2, 0, 1), blended.numpy())  # the layout changes nothing else
+
+    with pytest.raises(ValueError, match="uint8 RGB image"):
+        self_blend(image.astype(np.float32), landmarks, np.random.default_rng(0))
+
+
+def test_the_mask_covers_the_face_and_nothing_far_from_it(astronaut):
+    image, landmarks, (x1, y1, x2, y2) = whole_photo(astronaut)
+    width, height = x2 - x1, y2 - y1
+    far = np.ones(image.shape[:2], dtype=bool)  # outside the face box grown by half its size on every side
+    far[int(y1 - height / 2) : int(y2 + height / 2), int(x1 - width / 2) : int(x2 + width / 2)] = False
+    nose = tuple(np.round(landmarks[2]).astype(int))
+    ratios = set()
+    for seed in range(20):
+        _, mask = self_blend(image, landmarks, np.random.default_rng(seed))
+        assert mask.dtype == np.float32 and 0.0 <= mask.min() and mask.max() <= 1.0 + 1e-6
+        assert mask[far].max() == 0.0, seed
+        assert mask[nose[1], nose[0]] >= 0.2, seed  # the blend ratio is at least 0.25
+        assert (mask > 0.1).sum() > 0.4 * width * height, seed  # a face-sized region, not the five points' hull
+        ratios.add(round(float(mask.max()), 2))
+    assert len(ratios) >= 3  # the blend ratio varies (0.25, 0.5, 0.75, 1)
+
+
+def test_the_blend_changes_the_face_only_inside_the_mask(astronaut):
+    image, landmarks, _ = whole_photo(astronaut)
+    inside_changes = []
+    for seed in range(10):
+        blended, mask = self_blend(image, landmarks, np.random.default_rng(seed))
+        assert np.array_equal(blended[mask == 0], image[mask == 0])  # the target is the real face, untouched
+        difference = np.abs(blended.astype(np.int16) - image.astype(np.int16)).sum(axis=2)
+        inside_changes.append(difference[mask > 0.5].mean() if (mask > 0.5).any() else 0.0)
+    assert np.mean(inside_changes) > 5.0  # colour, frequency and position changed where the source shows
+
+
+def test_the_hull_is_grown_from_the_five_points_toward_chin_and_brows(astronaut):
+    _, landmarks, (x1, y1, x2, y2) = whole_photo(astronaut)
+    hull = face_hull(landmarks, np.random.default_rng(0))
+    mouth_y, eyes_y = landmarks[3:, 1].mean(), landmarks[:2, 1].mean()
+    assert hull[:, 1].max() > mouth_y + 0.5 * (mouth_y - eyes_y)  # reaches below the mouth, to the chin
+    assert hull[:, 1].min() < eyes_y - 0.2 * (mouth_y - eyes_y)  # and above the eyes, to the brows
+    assert hull[:, 0].min() < landmarks[:, 0].min() and hull[:, 0].max() > landmarks[:, 0].max()
+    assert hull[:, 0].max() - hull[:, 0].min() < 1.6 * (x2 - x1)  # but about the face's width
+
+
+@pytest.mark.parametrize("size", [8, 16])
+def test_tiny_images_work(size, astronaut):
+    image, landmarks = face_as_dataset_holds_it(astronaut, size=size)
+    blended, mask = self_blend(image, landmarks, np.random.default_rng(3))
+    assert blended.shape == (3, size, size) and mask.shape == (size, size)
+    assert 0.0 <= mask.min() and mask.max() <= 1.0 + 1e-6 and mask.max() > 0
+
+
+# -- the dataset ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def faces(astronaut):
+    """Six 'faces': the astronaut lit differently; labels REAL, FAKE, REAL, REAL, FAKE, REAL."""
+    image, landmarks = face_as_dataset_holds_it(astronaut, size=64)
+    images = torch.stack([torch.from_numpy(np.clip(image * (0.7 + 0.1 * k), 0, 255).astype(np.uint8))
+                          for k in range(6)])
+    labels = np.array([0, 1, 0, 0, 1, 0], dtype=np.float32)
+    return images, labels, np.repeat(landmarks[None], 6, axis=0)
+
+
+def test_self_blend_uses_each_real_twice_and_no_dataset_fake(faces):
+    images, labels, landmarks = faces
+    dataset = FaceDataset(images, labels, fakes="self-blend", landmarks=landmarks, seed=3)
+    assert len(dataset) == 8 and dataset.labels.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert dataset.pairs() == [[0, 4], [1, 5], [2, 6], [3, 7]]
+    for k, source in enumerate([0, 2, 3, 5]):
+        real, blended = dataset[k][0], dataset[k + 4][0]
+        assert torch.equal(real, images[source])
+        assert not torch.equal(blended, images[source])
+
+    both = FaceDataset(images, labels, fakes="both", landmarks=landmarks, seed=3)
+    assert len(both) == 10 and both.labels.tolist() == [0, 1, 0, 0, 1, 0, 1, 1, 1, 1]
+    assert torch.equal(both[1][0], images[1])  # the cache's own fake, as it is
+    assert torch.equal(both[6][0], dataset[4][0])  # the same real's self-blend, whatever the mode
+
+    plain = FaceDataset(images, labels)
+    assert len(plain) == 6 and plain.labels.tolist() == labels.tolist() and plain.pairs() == [[k] for k in range(6)]
+
+
+def test_self_blends_depend_on_seed_epoch_and_face_only(faces):
+    images, labels, landmarks = faces
+    dataset = FaceDataset(images, labels, fakes="self-blend", landmarks=landmarks, seed=3)
+    dataset.set_epoch(1)
+    epoch_1 = [dataset[k][0] for k in range(4, 8)]
+    assert all(torch.equal(dataset[k][0], epoch_1[k - 4]) for k in reversed(range(4, 8)))  # order does not matter
+    dataset.set_epoch(2)
+    assert not torch.equal(dataset[4][0], epoch_1[0])
+    other_seed = FaceDataset(images, labels, fakes="self-blend", landmarks=landmarks, seed=4)
+    other_seed.set_epoch(1)
+    assert not torch.equal(other_seed[4][0], epoch_1[0])
+
+
+def test_workers_make_the_same_pseudo_fakes_and_pairs_share_a_batch(faces):
+    images, labels, landmarks = faces
+    batches = {}
+    for workers in (0, 2):
+        dataset = FaceDataset(images, labels, fakes="self-blend", landmarks=landmarks, seed=3)
+        dataset.set_epoch(5)
+        generator = torch.Generator().manual_seed(11)
+        loader = DataLoader(dataset, batch_size=4, sampler=PairedShuffle(dataset, generator), generator=generator,
+                            num_workers=workers)
+        batches[workers] = list(loader)
+    for (images_0, labels_0), (images_2, labels_2) in zip(batches[0], batches[2]):
+        assert torch.equal(images_0, images_2) and torch.equal(labels_0, labels_2)
+    for batch, targets in batches[0]:
+        assert targets.tolist() == [0, 1, 0, 1]  # a real, then its own self-blend, twice
+        for real, blended in ((batch[0], batch[1]), (batch[2], batch[3])):
+            outside = self_blend_outside(real, blended)
+            assert outside  # equal far from the face: the same real under the blend
+
+
+def self_blend_outside(real: torch.Tensor, blended: torch.Tensor) -> bool:
+    """True when the two images agree in the corners (outside any face mask) but not everywhere."""
+    corners = (slice(None), slice(0, 4), slice(0, 4))
+    return torch.equal(real[corners], blended[corners]) and not torch.equal(real, blended)
+
+
+def test_self_blends_need_landmarks(faces):
+    images, labels, _ = faces
+    with pytest.raises(Exception, match="needs the landmarks"):
+        FaceDataset(images, labels, fakes="self-blend")
+    with pytest.raises(Exception, match="unknown fake source 'gan'"):
+        FaceDataset(images, labels, fakes="gan")
