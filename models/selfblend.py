@@ -23,14 +23,11 @@ nets' 64-112 px inputs, 224 px crops and faces that fill only part of a picture 
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
-
-log = logging.getLogger(__name__)
 
 BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)
 
@@ -101,8 +98,8 @@ def face_size(hull: np.ndarray) -> float:
 
 def soften(mask: np.ndarray, rng: np.random.Generator, size: float) -> np.ndarray:
     """SBI's two random blurs: the first, thresholded at 1, shrinks the mask by about half its kernel; the
-    second makes an edge of random width. Kernels of 2.5-11% of the face size `size` (SBI: 5-25 px on a
-    face of about 230 px)."""
+    second makes an edge of random width. Kernels of 2.5-11% of the face size `size` (SBI: 5-25 px on
+    its 192-256 px mask)."""
     first = cv2.GaussianBlur(mask, (_odd(rng.uniform(0.025, 0.11) * size),) * 2, 0)
     peak = float(first.max())
     if peak <= 0:

@@ -459,8 +459,8 @@ def write_metrics(run_dir: Path, net: str, sizes: dict, history: list[dict], bes
         "net": net, "fakes": fakes,
         "monitor": "validation frame roc_auc on the cache's labels (when undefined: the validation self-blend "
                    "roc_auc if any, else minus the log loss)",
-        "self_blend_validation": "epochs[].val_self_blend, with self-blended fakes: frame metrics of the validation REAL faces "
-                          "against their self-blends (made once, seeded)",
+        "self_blend_validation": "epochs[].val_self_blend (with self-blended fakes): frame metrics of the "
+                                 "validation REAL faces against their self-blends (made once, seeded)",
         "video_level": "mean of the frame p_fake of each video_id", "split_sizes": sizes,
         "best_epoch": best_epoch, "stopped_early": stopped, "epochs": history,
         "test": test,  # None until training ends; then the best checkpoint on the test split

