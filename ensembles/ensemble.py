@@ -21,7 +21,7 @@ import torch
 
 from ensembles.aggregate import Aggregator
 from ensembles.combine import Combiner
-from ensembles.tracks import TrackConfig, link_tracks
+from ensembles.tracks import TrackConfig, link_tracks, rule_tracks
 from ensembles.verdict import ERROR, FAKE, NO_FACE, REAL, FaceScore, TrackScore, VideoVerdict, low_evidence_note
 from pipeline.cache import write_atomic
 from pipeline.errors import DataError, MediaError, UsageError
@@ -63,6 +63,15 @@ class EnsembleConfig:
     threshold_rule: str = "fixed 0.5"
     track_policy: str = "max"
     min_track_fraction: float = 0.2  # tracks shorter than this fraction of the longest one do not vote
+    # A face that never changes shape and stays in place (a photo in the frame) or one far smaller than the main
+    # faces does not vote either (ensembles.tracks.rule_tracks). bench/track_motion.py measured shape spread
+    # 1.38-8.95 detector px on the 36 real talking tracks (real_talking, lynaeydofd), 0.40-0.44 on the photo in
+    # yhffcuhhjy: 0.75 sits 1.8x under the stillest real face and 1.7x over the photo. Box travel: photo
+    # 0.04-0.06 face sizes, the slowest walker of multi_face/crowd.mp4 0.38 (whose small face measures 0.64 px).
+    min_size_fraction: float = 0.3  # median face size under this fraction of the largest live track's: "small"
+    min_shape_spread: float = 0.75  # landmark shape change (tracks.shape_spread, detector px) under this ...
+    max_static_travel: float = 0.15  # ... and box travel (tracks.box_travel, face sizes) at most this: "static"
+    min_static_faces: int = 5  # faces with landmarks a track needs before it can be called static
     tracks: TrackConfig = TrackConfig()
     faces: dict = field(default_factory=lambda: face_config_to_dict(FaceConfig()))
     jpeg_quality: int = 95  # crops are JPEG round-tripped like the cached training crops
@@ -75,13 +84,21 @@ class EnsembleConfig:
             raise UsageError(f"unknown track policy {self.track_policy!r}; choose one of: {', '.join(TRACK_POLICIES)}")
         if not 0.0 < self.threshold < 1.0:
             raise UsageError(f"the decision threshold must lie in (0, 1), got {self.threshold}")
+        if not 0.0 <= self.min_size_fraction < 1.0:
+            raise UsageError(f"min_size_fraction must lie in [0, 1), got {self.min_size_fraction}")
+        if self.min_shape_spread < 0.0 or self.max_static_travel < 0.0 or self.min_static_faces < 2:
+            raise UsageError(f"min_shape_spread and max_static_travel must be >= 0 and min_static_faces >= 2, got"
+                             f" {self.min_shape_spread}, {self.max_static_travel} and {self.min_static_faces}")
 
     def to_dict(self) -> dict:
         return {
             "format": FORMAT, "members": list(self.members), "combiner": self.combiner.to_dict(),
             "aggregator": self.aggregator.to_dict(), "threshold": self.threshold,
             "threshold_rule": self.threshold_rule, "track_policy": self.track_policy,
-            "min_track_fraction": self.min_track_fraction, "tracks": vars(self.tracks).copy(),
+            "min_track_fraction": self.min_track_fraction, "min_size_fraction": self.min_size_fraction,
+            "min_shape_spread": self.min_shape_spread, "max_static_travel": self.max_static_travel,
+            "min_static_faces": self.min_static_faces,
+            "tracks": vars(self.tracks).copy(),
             "faces": self.faces, "jpeg_quality": self.jpeg_quality, "metrics": self.metrics,
         }
 
@@ -105,6 +122,11 @@ class EnsembleConfig:
                 aggregator=Aggregator.from_dict(data.get("aggregator", {})), threshold=float(data["threshold"]),
                 threshold_rule=data.get("threshold_rule", ""), track_policy=data.get("track_policy", "max"),
                 min_track_fraction=float(data.get("min_track_fraction", 0.2)),
+                # track rules added later (issue 11): an older file gets today's defaults
+                min_size_fraction=float(data.get("min_size_fraction", cls.min_size_fraction)),
+                min_shape_spread=float(data.get("min_shape_spread", cls.min_shape_spread)),
+                max_static_travel=float(data.get("max_static_travel", cls.max_static_travel)),
+                min_static_faces=int(data.get("min_static_faces", cls.min_static_faces)),
                 tracks=TrackConfig(**data.get("tracks", {})), faces=data.get("faces", {}),
                 jpeg_quality=int(data.get("jpeg_quality", 95)), metrics=data.get("metrics", {}),
             )
@@ -193,28 +215,55 @@ class Ensemble:
         return cv2.imdecode(encoded, cv2.IMREAD_COLOR) if ok else crop
 
     # -- judging -----------------------------------------------------------------------------
-    def video_score(self, positions: list[int], boxes: list, probs: np.ndarray) -> tuple[float, list[TrackScore], list[int]]:
-        """Video p_fake from per-face probabilities, judged per face track; also the tracks and track ids."""
-        track_ids = link_tracks(positions, boxes, self.config.tracks)
-        return self._judge_tracks(track_ids, positions, probs) + (track_ids,)
+    def video_score(self, positions: list[int], boxes: list, probs: np.ndarray, landmarks: list | None = None,
+                    detect_scale: float = 1.0) -> tuple[float, list[TrackScore], list[int]]:
+        """Video p_fake from per-face probabilities, judged per face track; also the tracks and track ids.
 
-    def _judge_tracks(self, track_ids, positions, probs) -> tuple[float, list[TrackScore]]:
-        ids = np.asarray(track_ids)
-        longest = max(np.bincount(ids))
+        `landmarks` (per face, or None) and `detect_scale` (detector pixels per frame pixel) let the track rules
+        tell a face that never changes shape; without them no track is called static."""
+        track_ids = link_tracks(positions, boxes, self.config.tracks)
+        facts = self.rule_tracks(track_ids, boxes, landmarks, detect_scale)
+        score, tracks, _, _ = self._judge_tracks(track_ids, positions, probs, facts)
+        return score, tracks, track_ids
+
+    def rule_tracks(self, track_ids: list[int], boxes: list, landmarks: list | None, detect_scale: float = 1.0) -> dict:
+        """Which tracks vote, by this ensemble's rules (ensembles.tracks.rule_tracks)."""
+        return rule_tracks(track_ids, boxes, landmarks, min_track_fraction=self.config.min_track_fraction,
+                           min_size_fraction=self.config.min_size_fraction,
+                           min_shape_spread=self.config.min_shape_spread,
+                           max_static_travel=self.config.max_static_travel, min_static_faces=self.config.min_static_faces, detect_scale=detect_scale)
+
+    def _judge_tracks(self, track_ids, positions, probs, facts) -> tuple[float, list[TrackScore], int | None, str]:
+        """The video score, the tracks, the deciding track (None: several tracks decided together, policy
+        "mean") and a warning ('' unless no track passed the rules and the longest one had to decide)."""
+        ids, positions = np.asarray(track_ids), np.asarray(positions)
+        fallback, note = None, ""
+        if all(f.excluded is not None for f in facts.values()):
+            # every long-enough track is static (the longest is never short, the largest live one never small):
+            # a photo or a still image alone. Rather than no verdict, the longest track decides (the most faces,
+            # then the larger), and a warning says so
+            fallback = max(facts, key=lambda t: (facts[t].n_faces, facts[t].face_size, -t))
+            reasons = ", ".join(f"#{t} {f.excluded}" for t, f in facts.items())
+            note = (f"no face track passed the track rules ({reasons}), so the longest, #{fallback}, decides; a face"
+                    f" that barely changes shape may be a photo or a still image (or a very still person filmed"
+                    f" small or in dim light)")
         tracks = []
-        for track in sorted(set(track_ids)):
+        for track, fact in facts.items():
             mask = ids == track
             tracks.append(TrackScore(
-                track=int(track), p_fake=self.config.aggregator(probs[mask]), n_faces=int(mask.sum()),
-                first_frame=int(min(np.asarray(positions)[mask])), last_frame=int(max(np.asarray(positions)[mask])),
-                counted=bool(mask.sum() >= self.config.min_track_fraction * longest),
+                track=int(track), p_fake=self.config.aggregator(probs[mask]), n_faces=fact.n_faces,
+                first_frame=int(positions[mask].min()), last_frame=int(positions[mask].max()),
+                counted=fact.excluded is None or track == fallback,
+                excluded=None if track == fallback else fact.excluded, face_size=round(fact.face_size, 1),
+                shape_spread=None if fact.shape_spread is None else round(fact.shape_spread, 4),
+                box_travel=None if fact.travel is None else round(fact.travel, 4),
             ))
         voting = [t for t in tracks if t.counted]
         if self.config.track_policy == "max":
-            score = max(t.p_fake for t in voting)
-        else:
-            score = float(np.average([t.p_fake for t in voting], weights=[t.n_faces for t in voting]))
-        return score, tracks
+            decider = max(voting, key=lambda t: (t.p_fake, -t.track))
+            return decider.p_fake, tracks, decider.track, note
+        score = float(np.average([t.p_fake for t in voting], weights=[t.n_faces for t in voting]))
+        return score, tracks, voting[0].track if len(voting) == 1 else None, note
 
     def with_threshold(self, threshold: float) -> "Ensemble":
         """The same ensemble deciding at another threshold."""
@@ -233,7 +282,7 @@ class Ensemble:
         frames, faces_meta, crops, thumbnails = 0, [], [], []
         scorer = ThreadPoolExecutor(1, thread_name_prefix="score")  # scores while the next frames are searched
         scored: list[Future] = []
-        media_type, damage = "", ""
+        media_type, damage, detect_scale = "", "", 1.0
         try:
             with MediaReader(path) as reader:
                 if expected_type is not None and reader.info.media_type != expected_type:
@@ -244,6 +293,8 @@ class Ensemble:
                 with closing(found):  # on every path its decoding thread is joined before the reader closes
                     for position, (frame, frame_crops) in enumerate(found):
                         frames += 1
+                        if frames == 1:  # the track rules measure landmark motion in the detector's pixels
+                            detect_scale = min(1.0, extractor.config.detect_size / max(frame.image.shape[:2]))
                         for crop in frame_crops:
                             faces_meta.append((position, frame.index, frame.timestamp, crop.detection))
                             crops.append(crop.crop)
@@ -270,10 +321,13 @@ class Ensemble:
         # decoding, detection and cropping (with scoring running beside them), then the scoring left over
         timings = {"total": round(total, 3), "decode_and_detect": round(searched - started, 3),
                    "score": round(total - (searched - started), 3)}
-        return self._verdict(path, media_type, frames, faces_meta, per_model_probs, timings, damage), thumbnails
+        return self._verdict(path, media_type, frames, faces_meta, per_model_probs, timings, damage,
+                             detect_scale), thumbnails
 
-    def _verdict(self, path, media_type, n_frames, faces_meta, member_probs, timings, damage: str = "") -> VideoVerdict:
-        """The verdict of one file; `damage` (a truncation note, or '') marks it damaged and becomes a warning."""
+    def _verdict(self, path, media_type, n_frames, faces_meta, member_probs, timings, damage: str = "",
+                 detect_scale: float = 1.0) -> VideoVerdict:
+        """The verdict of one file; `damage` (a truncation note, or '') marks it damaged and becomes a warning;
+        `detect_scale`: detector pixels per frame pixel (for the track rules)."""
         common = dict(path=str(path), video_id=path.stem, threshold=self.config.threshold, n_frames=n_frames,
                       n_faces=len(faces_meta), media_type=media_type, aggregator=self.config.aggregator.kind,
                       combiner=self.config.combiner.kind, timings=timings, damaged=bool(damage))
@@ -283,10 +337,13 @@ class Ensemble:
                                 warnings=[damage] if damage else [], **common)
         positions = [meta[0] for meta in faces_meta]
         boxes = [tuple(round(v, 1) for v in meta[3].box) for meta in faces_meta]
+        landmarks = [meta[3].landmarks for meta in faces_meta]
         probs = self.config.combiner(member_probs)
-        p_fake, tracks, track_ids = self.video_score(positions, boxes, probs)
+        track_ids = link_tracks(positions, boxes, self.config.tracks)
+        facts = self.rule_tracks(track_ids, boxes, landmarks, detect_scale)  # who votes: the faces, not the nets
+        p_fake, tracks, deciding, fallback_note = self._judge_tracks(track_ids, positions, probs, facts)
         per_model = {
-            name: round(self._judge_tracks(track_ids, positions, member_probs[:, i])[0], 4)
+            name: round(self._judge_tracks(track_ids, positions, member_probs[:, i], facts)[0], 4)
             for i, name in enumerate(self.member_names)
         }
         faces = [
@@ -294,14 +351,14 @@ class Ensemble:
                       per_model={n: round(float(member_probs[k, i]), 4) for i, n in enumerate(self.member_names)})
             for k, (meta, track, box, p) in enumerate(zip(faces_meta, track_ids, boxes, probs))
         ]
-        voting = [t for t in tracks if t.counted]
-        # the faces behind the decision: the most suspicious person's ("max"), or every voting person's ("mean")
-        deciding_faces = (max(voting, key=lambda t: t.p_fake).n_faces if self.config.track_policy == "max"
-                          else sum(t.n_faces for t in voting))
+        # the faces behind the decision: the deciding person's, or every voting person's ("mean", several voting)
+        deciding_faces = (next(t.n_faces for t in tracks if t.track == deciding) if deciding is not None
+                          else sum(t.n_faces for t in tracks if t.counted))
         thin = low_evidence_note(media_type, deciding_faces)
         verdict = FAKE if p_fake >= self.config.threshold else REAL
         return VideoVerdict(verdict=verdict, p_fake=round(p_fake, 4), per_model=per_model, tracks=tracks,
-                            faces=faces, low_evidence=bool(thin), warnings=[w for w in (damage, thin) if w], **common)
+                            deciding_track=deciding, faces=faces, low_evidence=bool(thin),
+                            warnings=[w for w in (damage, fallback_note, thin) if w], **common)
 
     def _error(self, path: Path, message: str, started: float) -> VideoVerdict:
         return self.error_verdict(path, message, time.perf_counter() - started)

@@ -79,9 +79,14 @@ def write_report(verdict: VideoVerdict, thumbnails: list[np.ndarray], out_dir: P
     for track in verdict.tracks:
         points = [(f.timestamp, f.p_fake) for f in verdict.faces if f.track == track.track]
         times, scores = zip(*points)
-        style = "-o" if track.counted else ":x"
-        timeline.plot(times, scores, style, markersize=4,
-                      label=f"track {track.track}: {track.p_fake:.2f} ({track.n_faces} faces)")
+        label = f"track {track.track}: {track.p_fake:.2f} ({track.n_faces} faces)"
+        if track.track == verdict.deciding_track:  # the person whose score is the verdict's
+            timeline.plot(times, scores, "-o", markersize=5, linewidth=3, label=f"{label} (decided)")
+        elif track.counted:
+            timeline.plot(times, scores, "-o", markersize=4, linewidth=1.2, label=label)
+        else:  # left out of the verdict: greyed, with the reason
+            timeline.plot(times, scores, ":x", color="silver", markersize=4, linewidth=1,
+                          label=f"{label}, excluded: {track.excluded or 'not counted'}")
     timeline.axhline(verdict.threshold, color="grey", linestyle="--", linewidth=1, label="threshold")
     timeline.set_ylim(-0.02, 1.02)
     timeline.set_xlabel("time (s)" if verdict.media_type != "image" else "image")

@@ -35,12 +35,23 @@ class FaceScore:
 
 @dataclass(frozen=True)
 class TrackScore:
+    """One face track (one person). `counted`: it takes part in the verdict. `excluded`: why it does not, or
+    None: "short" (too few faces), "static" (its face never changes shape: a photo in the frame) or "small"
+    (far smaller than the main faces). When no track passes those rules the longest one decides: it is
+    counted, not excluded, and a warning says so. `face_size`: median face size in pixels; `shape_spread`: how
+    much its face changes shape (landmark motion after aligning out the face's own motion, detector pixels);
+    `box_travel`: how far its box wanders, in face sizes (both None: too few faces to tell)."""
+
     track: int
     p_fake: float
     n_faces: int
     first_frame: int
     last_frame: int
-    counted: bool  # long enough to take part in the verdict
+    counted: bool
+    excluded: str | None = None
+    face_size: float = 0.0
+    shape_spread: float | None = None
+    box_travel: float | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,8 @@ class VideoVerdict:
 
     `damaged`: fewer frames could be decoded than the file announced (truncated or corrupt), so the verdict
     rests on part of it. `low_evidence`: the verdict rests on very few faces (see MIN_EVIDENCE_FACES).
+    `deciding_track`: the track whose score is the verdict's (track policy "max"; with "mean", the one voting
+    track, or None when several decided together).
     `warnings`: human sentences saying both, shown under the verdict line. `report`: the PNG written for
     this file, when reports were asked for.
     """
@@ -67,6 +80,7 @@ class VideoVerdict:
     combiner: str
     timings: dict[str, float]
     faces: list[FaceScore] = field(default_factory=list)
+    deciding_track: int | None = None
     message: str = ""
     damaged: bool = False
     low_evidence: bool = False

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import statistics
 
 import cv2
 import pytest
@@ -131,6 +132,32 @@ def test_default_models_on_dfdc_clips():
     verdicts = json_lines(result.output)
     assert len(verdicts) == 6
     assert all(v["verdict"] in ("REAL", "FAKE") and v["n_faces"] > 10 for v in verdicts)
+    for verdict in verdicts:  # the deciding track is a counted one, and its score is the verdict's
+        [decider] = [t for t in verdict["tracks"] if t["track"] == verdict["deciding_track"]]
+        assert decider["counted"] and decider["p_fake"] == pytest.approx(verdict["p_fake"], abs=1e-4)
+
+
+def test_a_photo_on_the_wall_does_not_decide(tmp_path):
+    """DFDC clip yhffcuhhjy: a framed photo hangs at the left edge (about 48 px); the person stands in the
+    middle (about 120 px). The photo's face never changes shape, so it is excluded as static and the person's
+    track decides (before issue 11 the photo's 0.91 made the verdict)."""
+    clip = shared_data("dfdc_videos", "yhffcuhhjy.mp4")
+    result = classify("classify-video", clip, "--json", "--report", tmp_path)
+    assert result.exit_code == 0, result.output
+    [verdict] = json_lines(result.output)
+    tracks = {t["track"]: t for t in verdict["tracks"]}
+
+    def centre_x(track):
+        return statistics.median((f["box"][0] + f["box"][2]) / 2 for f in verdict["faces"] if f["track"] == track)
+
+    photo = [t for t in tracks if centre_x(t) < 100]
+    person = max(tracks, key=lambda t: tracks[t]["face_size"])
+    assert photo and person not in photo and centre_x(person) > 200
+    assert all(tracks[t]["excluded"] == "static" and not tracks[t]["counted"] for t in photo)
+    assert verdict["deciding_track"] == person and tracks[person]["excluded"] is None
+    assert verdict["p_fake"] == pytest.approx(tracks[person]["p_fake"], abs=1e-4)
+    assert max(tracks[t]["p_fake"] for t in photo) > verdict["p_fake"]  # the photo would have decided
+    assert not verdict["warnings"] and (tmp_path / "yhffcuhhjy.png").is_file()
 
 
 def test_evaluate_ensemble_on_labelled_folders(small_ensemble, astronaut, faceless_clip, tmp_path):

@@ -69,7 +69,7 @@ function render(data) {
   const counted = data.tracks.filter((t) => t.counted).length;
   text("explain", data.p_fake === null
     ? `No face was found in the ${data.n_frames} sampled frame(s), so there is nothing to judge.`
-    : `${data.n_faces} face(s) in ${data.n_frames} sampled frame(s), ${counted} person track(s); the most suspicious track decides.`);
+    : `${data.n_faces} face(s) in ${data.n_frames} sampled frame(s), ${counted} person track(s) counted. ${decidedLine(data)}`);
   const rows = document.querySelector("#per-model tbody");
   rows.replaceChildren(...Object.entries(data.per_model).map(([name, p]) => {
     const row = document.createElement("tr");
@@ -93,6 +93,17 @@ function render(data) {
   show("result", true);
 }
 
+// One short line: which person decided, and which faces were left out and why (e.g. a photo on the wall).
+function decidedLine(data) {
+  if (data.p_fake === null || !Array.isArray(data.tracks)) return "";
+  const decider = data.tracks.find((t) => t.track === data.deciding_track);
+  const left = data.tracks.filter((t) => t.excluded).map((t) => `#${t.track} ${t.excluded}`);
+  const head = decider
+    ? `Decided by person #${decider.track} (p_fake ${decider.p_fake.toFixed(2)}, ${decider.n_faces} faces).`
+    : "Decided by the voting persons together.";
+  return left.length ? `${head} Not counted: ${left.join(", ")}.` : head;
+}
+
 function drawTimeline(data) {
   const width = 760, height = 220, pad = 36;
   const times = data.faces.map((f) => f.timestamp);
@@ -105,8 +116,10 @@ function drawTimeline(data) {
   for (const track of data.tracks) {
     const points = data.faces.filter((f) => f.track === track.track).map((f) => `${x(f.timestamp)},${y(f.p_fake)}`);
     const color = COLORS[track.track % COLORS.length];
-    svg += `<polyline fill="none" stroke="${color}" stroke-width="2" ${track.counted ? "" : 'stroke-dasharray="2 3"'} points="${points.join(" ")}"/>`;
-    for (const point of points) { const [px, py] = point.split(","); svg += `<circle cx="${px}" cy="${py}" r="3" fill="${color}"/>`; }
+    const width = track.track === data.deciding_track ? 4 : 2;  // the deciding person's line is thicker
+    const stroke = track.counted ? color : "#bbb";  // excluded tracks (short, static, small) are greyed
+    svg += `<polyline fill="none" stroke="${stroke}" stroke-width="${width}" ${track.counted ? "" : 'stroke-dasharray="2 3"'} points="${points.join(" ")}"/>`;
+    for (const point of points) { const [px, py] = point.split(","); svg += `<circle cx="${px}" cy="${py}" r="3" fill="${stroke}"/>`; }
   }
   svg += `<text x="${width - pad}" y="${height - 8}" font-size="11" text-anchor="end">time (s), ${tMax.toFixed(1)}</text></svg>`;
   document.getElementById("timeline").innerHTML = svg;
