@@ -74,15 +74,20 @@ def crude_fake(image: np.ndarray, box: tuple) -> np.ndarray:
     return fake
 
 
+def astronaut_pairs(astronaut, rng, n_groups: int, number: str = "d") -> dict:
+    """{file name: (image, label, group)}: per group a REAL variation of the astronaut and a crude FAKE of it."""
+    images = {}
+    for group in range(n_groups):
+        real, face = astronaut_variation(astronaut, rng)
+        images[f"g{group:{number}}_real.jpg"] = (real, "REAL", f"group{group:{number}}")
+        images[f"g{group:{number}}_fake.jpg"] = (crude_fake(real, face), "FAKE", f"group{group:{number}}")
+    return images
+
+
 @pytest.fixture(scope="module")
 def astronaut_faces(tmp_path_factory, astronaut) -> Path:
     """Always available: 12 groups, each a REAL variation of the astronaut and a crude FAKE of it."""
-    rng = np.random.default_rng(0)
-    images = {}
-    for group in range(12):
-        real, face = astronaut_variation(astronaut, rng)
-        images[f"g{group:02d}_real.jpg"] = (real, "REAL", f"group{group:02d}")
-        images[f"g{group:02d}_fake.jpg"] = (crude_fake(real, face), "FAKE", f"group{group:02d}")
+    images = astronaut_pairs(astronaut, np.random.default_rng(0), 12, "02d")
     return make_cache(images, tmp_path_factory.mktemp("astronaut"))
 
 
@@ -359,12 +364,7 @@ def test_both_trains_on_the_cache_fakes_and_self_blends(astronaut_faces, tmp_pat
 @pytest.fixture(scope="module")
 def faces_without_landmarks(tmp_path_factory, astronaut) -> Path:
     """A real cache made by the opencv-dnn detector (boxes only, no landmarks)."""
-    rng = np.random.default_rng(1)
-    images = {}
-    for group in range(3):
-        real, face = astronaut_variation(astronaut, rng)
-        images[f"g{group}_real.jpg"] = (real, "REAL", f"group{group}")
-        images[f"g{group}_fake.jpg"] = (crude_fake(real, face), "FAKE", f"group{group}")
+    images = astronaut_pairs(astronaut, np.random.default_rng(1), 3)
     folder = tmp_path_factory.mktemp("opencv")
     inputs = folder / "inputs"
     inputs.mkdir()
