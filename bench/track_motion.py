@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +31,8 @@ import pandas as pd
 
 from bench.common import SHARED, table
 from ensembles.ensemble import Ensemble
-from ensembles.tracks import box_travel, link_tracks, median_face_size, shape_spread
+from ensembles.motion import track_rows
 from pipeline.faces import FaceExtractor
-from pipeline.media import MediaReader
 
 REAL_TALKING = SHARED / "real_talking"
 DFDC = SHARED / "dfdc_videos"
@@ -49,36 +47,6 @@ def default_clips() -> list[tuple[str, Path]]:
     clips += [("DFDC fake (check)", path) for path in sorted(DFDC.glob("*.mp4"))
               if path.stem not in ("lynaeydofd", "yhffcuhhjy")]
     return clips
-
-
-def track_rows(path: Path, ensemble: Ensemble, extractor: FaceExtractor) -> list[dict]:
-    """One row per face track of `path`: faces, median size, size fraction, shape spread."""
-    positions, boxes, marks, scale = [], [], [], 1.0
-    with MediaReader(path) as reader:
-        with closing(extractor.faces_in_file(reader)) as found:
-            for position, (frame, crops) in enumerate(found):
-                scale = min(1.0, extractor.config.detect_size / max(frame.image.shape[:2]))  # as Ensemble.classify
-                for crop in crops:
-                    positions.append(position)
-                    boxes.append(tuple(crop.detection.box))
-                    marks.append(crop.detection.landmarks)
-    if not boxes:
-        return []
-    ids = np.asarray(link_tracks(positions, boxes, ensemble.config.tracks))
-    longest = np.bincount(ids).max()
-    rows = []
-    for track in sorted(set(ids.tolist())):
-        members = np.flatnonzero(ids == track)
-        rows.append({"clip": path.name, "track": track, "faces": len(members),
-                     "short": bool(len(members) < ensemble.config.min_track_fraction * longest),
-                     "size": median_face_size([boxes[i] for i in members]),
-                     "spread": shape_spread([boxes[i] for i in members], [marks[i] for i in members],
-                                            ensemble.config.min_static_faces, scale),
-                     "travel": box_travel([boxes[i] for i in members], ensemble.config.min_static_faces)})
-    reference = max((r["size"] for r in rows if not r["short"]), default=0.0)
-    for row in rows:
-        row["size_fraction"] = row["size"] / reference if reference else float("nan")
-    return rows
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ import torch
 
 from ensembles.aggregate import Aggregator
 from ensembles.combine import Combiner
+from ensembles.motion import MouthMotion, mouth_spread
 from ensembles.tracks import TrackConfig, link_tracks, rule_tracks
 from ensembles.verdict import ERROR, FAKE, NO_FACE, REAL, FaceScore, TrackScore, VideoVerdict, low_evidence_note
 from pipeline.cache import write_atomic
@@ -32,6 +33,7 @@ from pipeline.sampling import SamplingConfig
 log = logging.getLogger(__name__)
 
 FORMAT = "deepfake-detector-ensemble"
+MOUTH_MOTION = "mouth motion"  # the mouth-motion member's name among the per-model scores
 DEFAULT_ENSEMBLE = Path(__file__).resolve().parents[1] / "models" / "weights" / "ensemble.json"
 TRACK_POLICIES = ("max", "mean")
 
@@ -73,6 +75,8 @@ class EnsembleConfig:
     max_static_travel: float = 0.15  # ... and box travel (tracks.box_travel, face sizes) at most this: "static"
     min_static_faces: int = 5  # faces with landmarks a track needs before it can be called static
     tracks: TrackConfig = TrackConfig()
+    # a track-level member for one-photo talking heads (ensembles/motion.py); None: the nets alone decide
+    mouth_motion: MouthMotion | None = None
     faces: dict = field(default_factory=lambda: face_config_to_dict(FaceConfig()))
     jpeg_quality: int = 95  # crops are JPEG round-tripped like the cached training crops
     metrics: dict = field(default_factory=dict)
@@ -99,6 +103,7 @@ class EnsembleConfig:
             "min_shape_spread": self.min_shape_spread, "max_static_travel": self.max_static_travel,
             "min_static_faces": self.min_static_faces,
             "tracks": vars(self.tracks).copy(),
+            "mouth_motion": self.mouth_motion.to_dict() if self.mouth_motion else None,
             "faces": self.faces, "jpeg_quality": self.jpeg_quality, "metrics": self.metrics,
         }
 
@@ -127,7 +132,8 @@ class EnsembleConfig:
                 min_shape_spread=float(data.get("min_shape_spread", cls.min_shape_spread)),
                 max_static_travel=float(data.get("max_static_travel", cls.max_static_travel)),
                 min_static_faces=int(data.get("min_static_faces", cls.min_static_faces)),
-                tracks=TrackConfig(**data.get("tracks", {})), faces=data.get("faces", {}),
+                tracks=TrackConfig(**data.get("tracks", {})),
+                mouth_motion=MouthMotion.from_dict(data.get("mouth_motion")), faces=data.get("faces", {}),
                 jpeg_quality=int(data.get("jpeg_quality", 95)), metrics=data.get("metrics", {}),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -184,6 +190,11 @@ class Ensemble:
     def member_names(self) -> list[str]:
         return [m.name for m in self.members]
 
+    @property
+    def score_names(self) -> list[str]:
+        """The names of the per-model scores of a verdict: the nets, then the mouth-motion member if any."""
+        return self.member_names + ([MOUTH_MOTION] if self.config.mouth_motion is not None else [])
+
     def face_config(self, **overrides) -> FaceConfig:
         """The face configuration the members were trained with, optionally with sampling etc. overridden."""
         fields = {**self.config.faces, **{k: v for k, v in overrides.items() if v is not None}}
@@ -223,8 +234,23 @@ class Ensemble:
         tell a face that never changes shape; without them no track is called static."""
         track_ids = link_tracks(positions, boxes, self.config.tracks)
         facts = self.rule_tracks(track_ids, boxes, landmarks, detect_scale)
-        score, tracks, _, _ = self._judge_tracks(track_ids, positions, probs, facts)
+        motion = self.mouth_motion(track_ids, boxes, landmarks)
+        score, tracks, _, _ = self._judge_tracks(track_ids, positions, probs, facts, motion)
         return score, tracks, track_ids
+
+    def mouth_motion(self, track_ids: list[int], boxes: list, landmarks: list | None) -> dict[int, tuple]:
+        """Per track, (mouth spread, the mouth-motion member's p_fake or None when the track is too short to
+        judge); empty when the ensemble has no such member or the faces have no landmarks."""
+        motion = self.config.mouth_motion
+        if motion is None or landmarks is None:
+            return {}
+        ids = np.asarray(track_ids)
+        scores = {}
+        for track in sorted(set(ids.tolist())):
+            members = np.flatnonzero(ids == track)
+            spread = mouth_spread([boxes[i] for i in members], [landmarks[i] for i in members], motion.min_faces)
+            scores[track] = (spread, motion.p_fake(spread, self.config.threshold))
+        return scores
 
     def rule_tracks(self, track_ids: list[int], boxes: list, landmarks: list | None, detect_scale: float = 1.0) -> dict:
         """Which tracks vote, by this ensemble's rules (ensembles.tracks.rule_tracks)."""
@@ -233,9 +259,13 @@ class Ensemble:
                            min_shape_spread=self.config.min_shape_spread,
                            max_static_travel=self.config.max_static_travel, min_static_faces=self.config.min_static_faces, detect_scale=detect_scale)
 
-    def _judge_tracks(self, track_ids, positions, probs, facts) -> tuple[float, list[TrackScore], int | None, str]:
+    def _judge_tracks(self, track_ids, positions, probs, facts, motion: dict | None = None
+                      ) -> tuple[float, list[TrackScore], int | None, str]:
         """The video score, the tracks, the deciding track (None: several tracks decided together, policy
-        "mean") and a warning ('' unless no track passed the rules and the longest one had to decide)."""
+        "mean") and a warning ('' unless no track passed the rules and the longest one had to decide).
+
+        A track's p_fake is its nets' (the aggregated frame scores), or the mouth-motion member's when that
+        is higher (`motion`: per track, (mouth spread, p_fake or None); see `mouth_motion`)."""
         ids, positions = np.asarray(track_ids), np.asarray(positions)
         fallback, note = None, ""
         if all(f.excluded is not None for f in facts.values()):
@@ -250,13 +280,18 @@ class Ensemble:
         tracks = []
         for track, fact in facts.items():
             mask = ids == track
+            p_nets = self.config.aggregator(probs[mask])
+            spread, p_motion = (motion or {}).get(track, (None, None))
             tracks.append(TrackScore(
-                track=int(track), p_fake=self.config.aggregator(probs[mask]), n_faces=fact.n_faces,
+                track=int(track), p_fake=p_nets if p_motion is None else max(p_nets, p_motion),
+                p_nets=round(float(p_nets), 4), n_faces=fact.n_faces,
                 first_frame=int(positions[mask].min()), last_frame=int(positions[mask].max()),
                 counted=fact.excluded is None or track == fallback,
                 excluded=None if track == fallback else fact.excluded, face_size=round(fact.face_size, 1),
                 shape_spread=None if fact.shape_spread is None else round(fact.shape_spread, 4),
                 box_travel=None if fact.travel is None else round(fact.travel, 4),
+                mouth_spread=None if spread is None else round(spread, 4),
+                p_motion=None if p_motion is None else round(p_motion, 4),
             ))
         voting = [t for t in tracks if t.counted]
         if self.config.track_policy == "max":
@@ -264,6 +299,16 @@ class Ensemble:
             return decider.p_fake, tracks, decider.track, note
         score = float(np.average([t.p_fake for t in voting], weights=[t.n_faces for t in voting]))
         return score, tracks, voting[0].track if len(voting) == 1 else None, note
+
+    def _motion_score(self, tracks: list[TrackScore]) -> float | None:
+        """The mouth-motion member's video score: its counted tracks' p_fake, by the track policy (None: no counted
+        track long enough to judge)."""
+        judged = [t for t in tracks if t.counted and t.p_motion is not None]
+        if not judged:
+            return None
+        if self.config.track_policy == "max":
+            return max(t.p_motion for t in judged)
+        return round(float(np.average([t.p_motion for t in judged], weights=[t.n_faces for t in judged])), 4)
 
     def with_threshold(self, threshold: float) -> "Ensemble":
         """The same ensemble deciding at another threshold."""
@@ -332,7 +377,7 @@ class Ensemble:
                       n_faces=len(faces_meta), media_type=media_type, aggregator=self.config.aggregator.kind,
                       combiner=self.config.combiner.kind, timings=timings, damaged=bool(damage))
         if not faces_meta:
-            return VideoVerdict(verdict=NO_FACE, p_fake=None, per_model={m: None for m in self.member_names},
+            return VideoVerdict(verdict=NO_FACE, p_fake=None, per_model={m: None for m in self.score_names},
                                 tracks=[], message="no face found in any sampled frame",
                                 warnings=[damage] if damage else [], **common)
         positions = [meta[0] for meta in faces_meta]
@@ -341,11 +386,14 @@ class Ensemble:
         probs = self.config.combiner(member_probs)
         track_ids = link_tracks(positions, boxes, self.config.tracks)
         facts = self.rule_tracks(track_ids, boxes, landmarks, detect_scale)  # who votes: the faces, not the nets
-        p_fake, tracks, deciding, fallback_note = self._judge_tracks(track_ids, positions, probs, facts)
+        motion = self.mouth_motion(track_ids, boxes, landmarks)
+        p_fake, tracks, deciding, fallback_note = self._judge_tracks(track_ids, positions, probs, facts, motion)
         per_model = {
             name: round(self._judge_tracks(track_ids, positions, member_probs[:, i], facts)[0], 4)
             for i, name in enumerate(self.member_names)
         }
+        if self.config.mouth_motion is not None:
+            per_model[MOUTH_MOTION] = self._motion_score(tracks)
         faces = [
             FaceScore(frame_index=meta[1], timestamp=meta[2], track=int(track), box=box, p_fake=round(float(p), 4),
                       per_model={n: round(float(member_probs[k, i]), 4) for i, n in enumerate(self.member_names)})
@@ -367,6 +415,6 @@ class Ensemble:
         """An ERROR verdict for `path` (unreadable, missing, or a folder without media); `message` names the path."""
         path = Path(path)
         return VideoVerdict(path=str(path), video_id=path.stem, verdict=ERROR, p_fake=None,
-                            threshold=self.config.threshold, per_model={m: None for m in self.member_names},
+                            threshold=self.config.threshold, per_model={m: None for m in self.score_names},
                             tracks=[], n_frames=0, n_faces=0, media_type="", aggregator=self.config.aggregator.kind,
                             combiner=self.config.combiner.kind, timings={"total": round(seconds, 3)}, message=message)

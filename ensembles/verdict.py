@@ -40,7 +40,10 @@ class TrackScore:
     (far smaller than the main faces). When no track passes those rules the longest one decides: it is
     counted, not excluded, and a warning says so. `face_size`: median face size in pixels; `shape_spread`: how
     much its face changes shape (landmark motion after aligning out the face's own motion, detector pixels);
-    `box_travel`: how far its box wanders, in face sizes (both None: too few faces to tell)."""
+    `box_travel`: how far its box wanders, in face sizes (both None: too few faces to tell).
+    `p_nets`: the nets' score of the track; `p_fake` is the higher of it and `p_motion`, the mouth-motion
+    member's score (ensembles/motion.py) from `mouth_spread`, how much the mouth opens and closes (both None
+    without that member or for a track too short to judge)."""
 
     track: int
     p_fake: float
@@ -52,6 +55,9 @@ class TrackScore:
     face_size: float = 0.0
     shape_spread: float | None = None
     box_travel: float | None = None
+    p_nets: float | None = None
+    mouth_spread: float | None = None
+    p_motion: float | None = None
 
 
 @dataclass(frozen=True)

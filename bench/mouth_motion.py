@@ -1,0 +1,129 @@
+"""Mouth motion, the track-level signal for one-photo talking heads (ensembles/motion.py): calibrate it on real
+people talking, then measure it, alone, on crosssource_dev.
+
+    .venv/bin/python -m bench.mouth_motion [--ensemble FILE] [--alpha 0.05] [--rows ROWS.json] [--fit OUT.json]
+
+1. Calibration, REAL faces only: every long-enough track of ../shared/data/real_talking and of the real DFDC clip
+   lynaeydofd. A log-normal is fitted to their mouth spreads (`fit_mouth_motion`). Leave-one-person-out: each
+   real clip is judged by a fit without its person, and the share of real clips flagged is printed (the
+   false-positive rate to expect from this member alone at the threshold).
+2. Check: the five DFDC fakes (face swaps keep the real person's mouth motion, so they should not be flagged).
+3. Measurement only, never used for a choice: crosssource_dev, per family (its fakes against all reals),
+   ROC-AUC of the signal alone (a file's stillest long-enough track) and TPR/FPR at the fitted threshold.
+
+`--rows` caches the measured tracks (they take a few minutes to find); `--fit` writes the calibration that
+`build-ensemble --mouth-motion FILE` puts into an ensemble.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+from tqdm import tqdm
+
+from bench.common import SHARED, table
+from bench.crosssource import DATASET as CROSSSOURCE, FAMILIES
+from bench.track_motion import DFDC, REAL_TALKING, default_clips, track_rows
+from ensembles.ensemble import Ensemble
+from ensembles.motion import MIN_MOTION_FACES, fit_mouth_motion
+from pipeline.faces import FaceExtractor
+
+CALIBRATION = ("real_talking", "real DFDC")
+
+
+def clips_to_measure() -> list[tuple[str, Path, str]]:
+    """(group, path, person): calibration reals and DFDC checks, then crosssource_dev files (group = family)."""
+    people = {}
+    if (REAL_TALKING / "labels.csv").is_file():
+        labels = pd.read_csv(REAL_TALKING / "labels.csv")
+        people = dict(zip(labels["file"], labels["person"].astype(str)))
+    clips = [(group, path, people.get(path.name, path.stem)) for group, path in default_clips()]
+    if (CROSSSOURCE / "labels.csv").is_file():
+        labels = pd.read_csv(CROSSSOURCE / "labels.csv")
+        clips += [(f"crosssource {r.label} {r.family}" if r.label == "FAKE" else "crosssource REAL",
+                   CROSSSOURCE / r.file, r.file) for r in labels.itertuples()]
+    return clips
+
+
+def measure(ensemble: Ensemble) -> pd.DataFrame:
+    extractor = FaceExtractor(ensemble.face_config(), device="cpu")
+    rows = []
+    for group, path, person in tqdm(clips_to_measure(), desc="tracks", unit="clip"):
+        for row in track_rows(path, ensemble, extractor):
+            rows.append({"group": group, "person": person, **row})
+    return pd.DataFrame(rows)
+
+
+def per_clip(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per clip: the stillest mouth among its long-enough tracks (None: no track long enough)."""
+    judged = rows[~rows["short"]]
+    return judged.groupby(["group", "person", "clip"], sort=False)["mouth"].min().reset_index()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ensemble", type=Path, default=None)
+    parser.add_argument("--alpha", type=float, default=0.05,
+                        help="share of real tracks the member alone may flag (default 0.05)")
+    parser.add_argument("--rows", type=Path, default=None, help="track rows cache (read if present, else written)")
+    parser.add_argument("--fit", type=Path, default=None, help="write the calibration here")
+    args = parser.parse_args()
+    ensemble = Ensemble.load(args.ensemble, device="cpu")
+    if args.rows and args.rows.is_file():
+        rows = pd.DataFrame(json.loads(args.rows.read_text()))
+    else:
+        rows = measure(ensemble)
+        if args.rows:
+            args.rows.write_text(json.dumps(rows.replace({np.nan: None}).to_dict("records"), indent=1))
+    clips = per_clip(rows)
+    calibration = clips[clips["group"].isin(CALIBRATION) & clips["mouth"].notna()]
+    real_tracks = rows[rows["group"].isin(CALIBRATION) & ~rows["short"] & rows["mouth"].notna()]
+    name = (f"{len(real_tracks)} real tracks of {REAL_TALKING.name} and DFDC lynaeydofd,"
+            f" at least {MIN_MOTION_FACES} faces each")
+    model = fit_mouth_motion(real_tracks["mouth"].tolist(), args.alpha, name)
+    threshold = ensemble.config.threshold
+    # leave one person out: each calibration clip judged by a fit on the other people's tracks
+    flagged = []
+    for clip in calibration.itertuples():
+        others = real_tracks[real_tracks["person"] != clip.person]["mouth"].tolist()
+        held_out = fit_mouth_motion(others, args.alpha, "")
+        flagged.append(held_out.p_fake(clip.mouth, threshold) >= threshold)
+    clips["p_motion"] = [model.p_fake(m, threshold) if pd.notna(m) else None for m in clips["mouth"]]
+    print(table([[r.group, r.clip[:44], "n/a" if pd.isna(r.mouth) else f"{r.mouth:.4f}",
+                  "-" if r.p_motion is None or pd.isna(r.p_motion) else f"{r.p_motion:.3f}"]
+                 for r in clips.itertuples()], ["group", "clip", "mouth spread", "p_fake (motion)"]))
+    print(f"\nfit: log mouth spread ~ N({model.mu:.3f}, {model.sigma:.3f}) on {name}; alpha {args.alpha};"
+          f" threshold {threshold:.4f} reached at mouth spread {model.flagged_below:.4f}")
+    print(f"leave-one-person-out: {sum(flagged)} of {len(flagged)} calibration clips flagged"
+          f" ({np.mean(flagged):.1%})")
+    dfdc_fakes = clips[clips["group"] == "DFDC fake (check)"]
+    print(f"DFDC fakes (check): {int((dfdc_fakes['p_motion'] >= threshold).sum())} of {len(dfdc_fakes)} flagged")
+    cross = clips[clips["group"].str.startswith("crosssource")]
+    if len(cross):
+        reals = cross[cross["group"] == "crosssource REAL"]
+        result = []
+        for family in (*FAMILIES, "pooled"):
+            fakes = cross[cross["group"] == f"crosssource FAKE {family}"] if family != "pooled" else \
+                cross[cross["group"].str.startswith("crosssource FAKE")]
+            both = pd.concat([fakes, reals])
+            scored = both[both["mouth"].notna()]
+            truth = scored["group"] != "crosssource REAL"
+            auc = roc_auc_score(truth, -scored["mouth"]) if truth.nunique() == 2 else float("nan")
+            tpr = float((fakes["p_motion"].fillna(-1) >= threshold).mean())
+            fpr = float((reals["p_motion"].fillna(-1) >= threshold).mean())
+            result.append([family, len(fakes), len(reals), int(both["mouth"].isna().sum()), f"{auc:.3f}",
+                           f"{tpr:.2f}", f"{fpr:.2f}"])
+        print("\ncrosssource_dev (measurement only), the mouth-motion signal alone:")
+        print(table(result, ["family (fakes vs all reals)", "fakes", "reals", "not judged", "ROC-AUC",
+                             "TPR at threshold", "FPR at threshold"]))
+    if args.fit:
+        args.fit.write_text(json.dumps(model.to_dict(), indent=2))
+        print(f"\nwrote {args.fit}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""A track-level signal for whole-face synthesis: how much a face's mouth moves over its track.
+
+Frame-level nets score one-photo talking heads (SadTalker, EDTalk...) as more real than real: every frame is a
+clean, well-lit face. What gives them away is time: the animated face barely opens and closes its mouth
+compared with a person talking. The measure, from the five MTCNN landmarks of each face of a track:
+
+* `mouth_opening`: the distance from the eyes' midpoint to the mouth corners' midpoint, in inter-eye distances
+  (scale-free, so face size, zoom and the detector's resolution drop out);
+* `mouth_spread`: its standard deviation over the track's faces (stray boxes left out).
+
+`MouthMotion` turns a spread into a p_fake by comparing it with real people talking: a log-normal fitted to
+the spreads of real tracks (`fit_mouth_motion`, on ../shared/data/real_talking and the real DFDC clip, never on
+crosssource_dev), shifted so that a real track reaches the decision threshold with probability `alpha`.
+It only ever argues FAKE: a track whose mouth moves normally gets a small p_fake and leaves the nets' verdict
+alone (the ensemble takes the larger of the two). Still images and short tracks get None (abstains).
+"""
+from __future__ import annotations
+
+from contextlib import closing
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import norm
+
+from ensembles.tracks import Box, Landmarks, _without_stray_boxes, box_travel, link_tracks, median_face_size, shape_spread
+from pipeline.media import MediaReader
+
+MIN_MOTION_FACES = 8  # faces with landmarks a track needs before its mouth motion is judged
+
+
+def mouth_opening(landmarks: Landmarks) -> float | None:
+    """Eyes-to-mouth distance in inter-eye distances, from MTCNN's five points (eyes, nose, mouth corners)."""
+    points = np.asarray(landmarks, dtype=float)
+    if points.shape != (5, 2):
+        return None
+    eyes = (points[0] + points[1]) / 2
+    mouth = (points[3] + points[4]) / 2
+    inter_eye = float(np.linalg.norm(points[1] - points[0]))
+    return float(np.linalg.norm(mouth - eyes) / inter_eye) if inter_eye > 0 else None
+
+
+def mouth_spread(boxes: list[Box], landmarks: list[Landmarks | None], min_faces: int = MIN_MOTION_FACES) -> float | None:
+    """Standard deviation of `mouth_opening` over a track's faces (boxes more than 1.5x off the track's median size
+    left out); None with fewer than `min_faces` such faces."""
+    kept = [i for i in _without_stray_boxes(boxes) if landmarks[i] is not None]
+    openings = [o for o in (mouth_opening(landmarks[i]) for i in kept) if o is not None]
+    if len(openings) < max(3, min_faces):
+        return None
+    return float(np.std(openings))
+
+
+@dataclass(frozen=True)
+class MouthMotion:
+    """p_fake of a track from its mouth spread: reals' log spread ~ N(mu, sigma) (fitted on real tracks); a track
+    reaches the ensemble's decision `threshold` exactly at the reals' `alpha` quantile, and higher the stiller
+    its mouth."""
+
+    mu: float
+    sigma: float
+    alpha: float
+    min_faces: int = MIN_MOTION_FACES
+    calibration: str = ""
+
+    def __post_init__(self):
+        if not (0.0 < self.alpha < 0.5 and self.sigma > 0 and self.min_faces >= 3):
+            raise ValueError(f"mouth motion needs 0 < alpha < 0.5, sigma > 0 and min_faces >= 3, got {self}")
+
+    def p_fake(self, spread: float | None, threshold: float) -> float | None:
+        """None for a track too short to judge (`spread` None)."""
+        if spread is None:
+            return None
+        z = (np.log(max(spread, 1e-6)) - self.mu) / self.sigma  # reals: standard normal
+        shift = norm.ppf(self.alpha) + norm.ppf(threshold)  # z at the alpha quantile maps to the threshold
+        return float(norm.cdf(shift - z))
+
+    @property
+    def flagged_below(self) -> float:
+        """The mouth spread under which a track alone reaches the threshold (the reals' alpha quantile)."""
+        return float(np.exp(self.mu + self.sigma * norm.ppf(self.alpha)))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "MouthMotion | None":
+        return cls(**data) if data else None
+
+
+def fit_mouth_motion(real_spreads: list[float], alpha: float, calibration: str,
+                     min_faces: int = MIN_MOTION_FACES) -> MouthMotion:
+    """A MouthMotion from the mouth spreads of real tracks (at least 10)."""
+    logs = np.log(np.maximum(np.asarray([s for s in real_spreads if s is not None], dtype=float), 1e-6))
+    if len(logs) < 10:
+        raise ValueError(f"fitting mouth motion needs at least 10 real tracks, got {len(logs)}")
+    return MouthMotion(mu=float(logs.mean()), sigma=float(logs.std(ddof=1)), alpha=alpha,
+                       min_faces=min_faces, calibration=calibration)
+
+
+def track_rows(path: Path, ensemble, extractor) -> list[dict]:
+    """One row per face track of `path`: faces, median size, size fraction, shape spread, travel and mouth spread
+    (ensembles/motion.py)."""
+    positions, boxes, marks, scale = [], [], [], 1.0
+    with MediaReader(path) as reader:
+        with closing(extractor.faces_in_file(reader)) as found:
+            for position, (frame, crops) in enumerate(found):
+                scale = min(1.0, extractor.config.detect_size / max(frame.image.shape[:2]))  # as Ensemble.classify
+                for crop in crops:
+                    positions.append(position)
+                    boxes.append(tuple(crop.detection.box))
+                    marks.append(crop.detection.landmarks)
+    if not boxes:
+        return []
+    ids = np.asarray(link_tracks(positions, boxes, ensemble.config.tracks))
+    longest = np.bincount(ids).max()
+    rows = []
+    for track in sorted(set(ids.tolist())):
+        members = np.flatnonzero(ids == track)
+        rows.append({"clip": path.name, "track": track, "faces": len(members),
+                     "short": bool(len(members) < ensemble.config.min_track_fraction * longest),
+                     "size": median_face_size([boxes[i] for i in members]),
+                     "spread": shape_spread([boxes[i] for i in members], [marks[i] for i in members],
+                                            ensemble.config.min_static_faces, scale),
+                     "travel": box_travel([boxes[i] for i in members], ensemble.config.min_static_faces),
+                     "mouth": mouth_spread([boxes[i] for i in members], [marks[i] for i in members])})
+    reference = max((r["size"] for r in rows if not r["short"]), default=0.0)
+    for row in rows:
+        row["size_fraction"] = row["size"] / reference if reference else float("nan")
+    return rows
+
+
+@dataclass(frozen=True)
+class MotionCalibration:
+    """A mouth-motion fit and what it rests on: real tracks and clips measured, the files that failed, and how
+    many clips a fit without them would flag at the threshold (leave-one-clip-out)."""
+
+    model: MouthMotion
+    tracks: int
+    clips: int
+    held_out_flagged: int
+    failed: list[str]
+
+
+def calibrate_mouth_motion(paths: list, ensemble, alpha: float, progress: bool = True) -> MotionCalibration:
+    """Fit the mouth-motion member on REAL videos of people talking: every long-enough track (faces found as
+    `classify-video` finds them) long enough to judge. Unreadable files are reported in `failed`, not raised."""
+    from tqdm import tqdm
+
+    from pipeline.errors import MediaError, UsageError
+    from pipeline.extract import collect_inputs
+    from pipeline.faces import FaceExtractor
+
+    collected = collect_inputs(paths)
+    failed = [f"{path}: file not found" for path in collected.missing]
+    extractor = FaceExtractor(ensemble.face_config(), device=str(ensemble.device))
+    spreads: dict[str, list[float]] = {}
+    for _, path in tqdm(collected.found, desc="real clips", unit="clip", disable=not progress):
+        try:
+            rows = track_rows(path, ensemble, extractor)
+        except MediaError as exc:
+            failed.append(str(exc))
+            continue
+        judged = [r["mouth"] for r in rows if not r["short"] and r["mouth"] is not None]
+        if judged:
+            spreads[str(path)] = judged
+    every = [s for clip in spreads.values() for s in clip]
+    if len(every) < 10:
+        raise UsageError(f"calibrating mouth motion needs at least 10 tracks of {MIN_MOTION_FACES}+ faces from"
+                         f" real videos; these paths gave {len(every)} (clips of a few seconds or more, one person"
+                         f" talking, are what it needs)")
+    name = f"{len(every)} real tracks of {len(spreads)} clips, at least {MIN_MOTION_FACES} faces each"
+    model = fit_mouth_motion(every, alpha, name)
+    threshold = ensemble.config.threshold
+    held_out_flagged = 0
+    for clip, own in spreads.items():
+        others = [s for other, values in spreads.items() if other != clip for s in values]
+        if len(others) >= 10:
+            fit = fit_mouth_motion(others, alpha, "")
+            held_out_flagged += any(fit.p_fake(s, threshold) >= threshold for s in own)
+    return MotionCalibration(model, len(every), len(spreads), held_out_flagged, failed)
