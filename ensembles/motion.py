@@ -26,7 +26,8 @@ from scipy.stats import norm
 from ensembles.tracks import Box, Landmarks, _without_stray_boxes, box_travel, link_tracks, median_face_size, shape_spread
 from pipeline.media import MediaReader
 
-MIN_MOTION_FACES = 8  # faces with landmarks a track needs before its mouth motion is judged
+MIN_MOTION_FACES = 12  # faces with landmarks a track needs before its mouth motion is judged (about 4 s at every
+# 10th frame): over 8 faces (3 s) the spread of real talkers came out too low too often (bench/mouth_motion.py)
 
 
 def mouth_opening(landmarks: Landmarks) -> float | None:
