@@ -9,6 +9,12 @@ The FAKE training samples come from the cache's labels (`fakes="dataset"`), from
 its REAL faces (`"self-blend"`, models/selfblend.py), or from both. Validation and test are always scored
 on the cache's own REAL and FAKE faces; with self-blends, each epoch also scores the validation REAL
 faces against their self-blends ("val_self_blend" in metrics.json).
+
+Under `torchrun --nproc-per-node N` (models/distributed.py) the same loop runs in N processes with
+DistributedDataParallel: each trains on its share of one seeded order of the training set (a batch of
+--batch-size per process), each scores its share of validation and test and the metrics are computed over
+all of their predictions, rank 0's decisions (best epoch, early stopping) hold for all, and only rank 0
+writes the run's files and reports. Without torchrun (or with one process) nothing of that happens.
 """
 from __future__ import annotations
 
@@ -26,18 +32,19 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, RandomSampler, Sampler, WeightedRandomSampler
 from tqdm import tqdm
 
 from models.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from models.data import (CLASSES, FAKE_SOURCES, FaceDataset, PairedShuffle, Preprocess, build_augment,
                          labelled_faces, labels_of, landmarks_of, load_crops, parse_augment)
+from models.distributed import DistributedShuffle, World, process_device, process_group, sync_buffers
 from models.metrics import binary_metrics, describe, frame_and_video_metrics
 from models.plots import plot_curves, plot_roc
 from models.registry import create_model, model_names
 from models.split import SPLITS, assign_splits, check_fractions, read_split, split_groups, subsample_groups, write_split
 from pipeline.cache import load_manifest, write_atomic
-from pipeline.detectors import resolve_device
 from pipeline.errors import DataError, UsageError
 
 log = logging.getLogger(__name__)
@@ -129,8 +136,12 @@ class TrainResult:
     best: dict  # the history entry of the best epoch
     test: dict  # {"frame": metrics, "video": metrics}
     notes: list[str] = field(default_factory=list)
+    main_process: bool = True  # False in the processes of a torchrun run other than rank 0: they print nothing
 
     def lines(self) -> list[str]:
+        """The run's summary; none in a process other than rank 0 under torchrun (rank 0 reports for all)."""
+        if not self.main_process:
+            return []
         stop = "stopped early (patience)" if self.stopped_early else "all epochs run"
         train = self.best["train"]
         out = [f"run {self.run_dir}: {self.net}, {self.epochs_run} epoch(s), {stop}, best epoch {self.best_epoch}, "
@@ -156,8 +167,10 @@ def _sizes(sizes: dict) -> str:
 # -- the loop ----------------------------------------------------------------------------------------
 def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler, loader: DataLoader, preprocess: Preprocess,
-                    device: torch.device, scaler: torch.amp.GradScaler, epoch: int, progress: bool = True) -> dict:
-    """One pass over `loader`; metrics of the batches' own predictions (as the weights changed)."""
+                    device: torch.device, scaler: torch.amp.GradScaler, epoch: int, progress: bool = True,
+                    world: World = World()) -> dict:
+    """One pass over `loader`; metrics of the batches' own predictions (as the weights changed), those of
+    every process under torchrun."""
     model.train()
     labels, probabilities = [], []
     bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False, dynamic_ncols=True)
@@ -176,7 +189,8 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
         probabilities.append(torch.sigmoid(logits.detach().float()).cpu())
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     bar.close()
-    return binary_metrics(torch.cat(labels).numpy(), torch.cat(probabilities).numpy(), name="train batches")
+    return binary_metrics(world.concat(torch.cat(labels).numpy()), world.concat(torch.cat(probabilities).numpy()),
+                          name="train batches")
 
 
 @torch.inference_mode()
@@ -193,16 +207,29 @@ def evaluate(model: nn.Module, images: torch.Tensor, preprocess: Preprocess, dev
 
 
 def fit(config: TrainConfig, progress: bool = True, report: Callable[[str], None] | None = None) -> TrainResult:
-    """Train, validate each epoch, stop early, and test the best checkpoint once. Writes only to the run dir."""
+    """Train, validate each epoch, stop early, and test the best checkpoint once. Writes only to the run dir.
+
+    Under torchrun this is one process of a DistributedDataParallel run: it joins the process group (gloo
+    on the CPU, NCCL on cuda:LOCAL_RANK) and leaves it however training ends; only rank 0 shows progress,
+    reports and writes."""
+    world = World.from_env()
+    device = process_device(world, config.device)  # a usage error before any process waits on another
+    with process_group(world, device):
+        return train_processes(config, world, device, progress=progress and world.main,
+                               report=(report or log.info) if world.main else ignore)
+
+
+def train_processes(config: TrainConfig, world: World, device: torch.device, progress: bool,
+                    report: Callable[[str], None]) -> TrainResult:
+    """`fit` in one process of `world` (a single process: World())."""
     started = time.perf_counter()
-    report = report or log.info
-    threads = config.threads or os.cpu_count() or 1
+    threads = config.threads or max(1, (os.cpu_count() or 1) // world.local_size)
     torch.set_num_threads(threads)
-    device = resolve_device(config.device)
     config, resumed = prepare_run_dir(config)
 
     # Everything that can fail on bad input happens before the first file is written.
     rows, table, cache_dir, n_unknown = split_faces(config, resumed)
+    config = replace(config, run_dir=world.broadcast(config.run_dir))  # rank 0's (a default name holds the time)
     seed_everything(config.seed)  # the initial weights
     model = create_model(config.net, **config.net_kwargs).to(device, memory_format=torch.channels_last)
     preprocess = Preprocess(model.input_size)
@@ -215,18 +242,27 @@ def fit(config: TrainConfig, progress: bool = True, report: Callable[[str], None
     images = load_crops(rows["crop_file"].tolist(), preprocess, threads=threads, progress=progress)
 
     notes = [f"{n_unknown} face(s) with an unknown label left out"] if n_unknown else []
+    if world.distributed:
+        notes.append(f"{world.size} processes (torchrun, {'NCCL' if device.type == 'cuda' else 'gloo'}), "
+                     f"{config.batch_size} faces each a step")
     sizes = {name: {"faces": len(index), "videos": rows["video_id"].iloc[index].nunique(),
                     "groups": rows["group"].iloc[index].nunique()} for name, index in parts.items()}
     split_groups_used = {name: sorted(rows["group"].iloc[index].unique().tolist()) for name, index in parts.items()}
     run_config = {**config.to_dict(), "net_kwargs": model.net_kwargs, "cache_dir": str(cache_dir)}
-    if not resumed:
+    world.barrier()  # every process has checked the run dir before rank 0 writes in it
+    if not resumed and world.main:
         config.run_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(config.run_dir / "config.json", json.dumps(run_config, indent=2).encode())
         write_split(table, config.run_dir / "split.csv")
+    if world.distributed:
+        world.barrier()  # rank 0 has written config.json
+        if not (config.run_dir / "config.json").is_file():  # found now, not at the end when the test reads it
+            raise UsageError(f"{config.run_dir}: rank {world.rank} does not see the run rank 0 writes there; on "
+                             "several machines --out must be on a filesystem they all share")
 
-    generator = torch.Generator()  # reseeded every epoch: shuffling and sampling
+    generator = torch.Generator()  # reseeded every epoch: shuffling and sampling (under torchrun: worker seeds)
     loader = make_loader(images[parts["train"]], labels_of(rows.iloc[parts["train"]]), config, generator, device,
-                         landmarks=None if landmarks is None else landmarks[parts["train"]])
+                         landmarks=None if landmarks is None else landmarks[parts["train"]], world=world)
     y_train = loader.dataset.labels.numpy()
     notes += fake_source_notes(loader.dataset)
     pos_weight = float((y_train == 0).sum() / max(1, (y_train == 1).sum())) if config.balance == "loss" else 1.0
@@ -236,7 +272,7 @@ def fit(config: TrainConfig, progress: bool = True, report: Callable[[str], None
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")  # mixed precision on CUDA only
 
     history, best_score, best_epoch, bad_epochs, stopped = [], None, 0, 0, False
-    if resumed:
+    if resumed:  # every process loads the same state
         last = load_checkpoint(config.run_dir / "checkpoint_last.pt", net=config.net).state
         model.load_state_dict(last["model"])
         optimizer.load_state_dict(last["optimizer"])
@@ -245,6 +281,9 @@ def fit(config: TrainConfig, progress: bool = True, report: Callable[[str], None
         history, best_score, best_epoch = list(last["history"]), last["best_score"], last["best_epoch"]
         bad_epochs, stopped = last["bad_epochs"], last["stopped_early"]
         report(f"resuming {config.run_dir} after epoch {len(history)}")
+    # trained through DDP (gradients averaged over the processes); scored and saved as the net itself
+    trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if world.distributed else model
 
     val_rows, val_images = rows.iloc[parts["val"]], images[parts["val"]]
     val_blends = None if landmarks is None else self_blend_set(images[parts["val"]], labels_of(val_rows),
@@ -255,52 +294,73 @@ def fit(config: TrainConfig, progress: bool = True, report: Callable[[str], None
         if stopped:
             break
         epoch_started = time.perf_counter()
-        seed_everything(config.seed * 1000 + epoch)  # so a resumed run repeats exactly what it would have done
-        generator.manual_seed(config.seed * 1000 + epoch)
+        epoch_seed = config.seed * 1000 + epoch  # so a resumed run repeats exactly what it would have done
+        seed_everything(epoch_seed * world.size + world.rank)  # augmentation and dropout: each process its own
+        generator.manual_seed(epoch_seed * world.size + world.rank)
         loader.dataset.set_epoch(epoch)  # this epoch's self-blends
+        if isinstance(loader.sampler, DistributedShuffle):
+            loader.sampler.set_epoch(epoch)  # this epoch's order, the same in every process
         lr = optimizer.param_groups[0]["lr"]
-        train_metrics = train_one_epoch(model, criterion, optimizer, scheduler, loader, preprocess, device, scaler,
-                                        epoch, progress)
-        p_val = evaluate(model, val_images, preprocess, device)
+        train_metrics = train_one_epoch(trained, criterion, optimizer, scheduler, loader, preprocess, device, scaler,
+                                        epoch, progress, world)
+        sync_buffers(world, model)  # every process scores with rank 0's weights, those its checkpoints hold
+        p_val = evaluate_shared(model, val_images, preprocess, device, world)
         val_metrics = frame_and_video_metrics(val_rows["video_id"], labels_of(val_rows), p_val, name="validation")
         entry = {"epoch": epoch, "lr": lr}
         if val_blends is not None:
-            entry["val_self_blend"] = binary_metrics(val_blends[1], evaluate(model, val_blends[0], preprocess, device),
+            entry["val_self_blend"] = binary_metrics(val_blends[1],
+                                                     evaluate_shared(model, val_blends[0], preprocess, device, world),
                                                      name="validation self-blends")
-        score = monitor_value(val_metrics, entry.get("val_self_blend"))
+        score = world.broadcast(monitor_value(val_metrics, entry.get("val_self_blend")))  # one decision for all
         improved = best_score is None or score > best_score
         history.append({**entry, "seconds": round(time.perf_counter() - epoch_started, 1),
                         "train": train_metrics, "val": val_metrics, "monitor": score, "best": improved})
         if improved:
             best_score, best_epoch, bad_epochs = score, epoch, 0
-            save_checkpoint(make_checkpoint(model, preprocess, train_config=run_config, split=split_groups_used,
-                                            epoch=epoch, val_metrics=val_metrics), config.run_dir / "checkpoint_best.pt")
+            if world.main:
+                save_checkpoint(make_checkpoint(model, preprocess, train_config=run_config, split=split_groups_used,
+                                                epoch=epoch, val_metrics=val_metrics),
+                                config.run_dir / "checkpoint_best.pt")
         else:
             bad_epochs += 1
         stopped = bad_epochs >= config.patience
-        save_checkpoint(make_checkpoint(
-            model, preprocess, train_config=run_config, split=split_groups_used, epoch=epoch, val_metrics=val_metrics,
-            optimizer=optimizer.state_dict(), lr_scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
-            history=history, best_score=best_score, best_epoch=best_epoch, bad_epochs=bad_epochs,
-            stopped_early=stopped), config.run_dir / "checkpoint_last.pt")
-        write_metrics(config.run_dir, config.net, sizes, history, best_epoch, stopped, test=None, notes=notes,
-                      fakes=config.fakes)
-        plot_curves(history, config.run_dir / "curves.png", title=f"{config.net} ({config.run_dir})")
+        if world.main:
+            save_checkpoint(make_checkpoint(
+                model, preprocess, train_config=run_config, split=split_groups_used, epoch=epoch,
+                val_metrics=val_metrics, optimizer=optimizer.state_dict(), lr_scheduler=scheduler.state_dict(),
+                scaler=scaler.state_dict(), history=history, best_score=best_score, best_epoch=best_epoch,
+                bad_epochs=bad_epochs, stopped_early=stopped), config.run_dir / "checkpoint_last.pt")
+            write_metrics(config.run_dir, config.net, sizes, history, best_epoch, stopped, test=None, notes=notes,
+                          fakes=config.fakes)
+            plot_curves(history, config.run_dir / "curves.png", title=f"{config.net} ({config.run_dir})")
         report(epoch_line(history[-1], config.epochs))
 
+    world.barrier()  # rank 0 has written checkpoint_best.pt
     best = load_checkpoint(config.run_dir / "checkpoint_best.pt", net=config.net)
     test_rows, test_images = rows.iloc[parts["test"]], images[parts["test"]]
     best_model = best.build_model().to(device, memory_format=torch.channels_last)
-    p_test = evaluate(best_model, test_images, preprocess, device)
+    p_test = evaluate_shared(best_model, test_images, preprocess, device, world)
     y_test = labels_of(test_rows)
     test_metrics = frame_and_video_metrics(test_rows["video_id"], y_test, p_test, name="test")
-    write_metrics(config.run_dir, config.net, sizes, history, best_epoch, stopped, test=test_metrics, notes=notes,
-                  fakes=config.fakes)
-    plot_test_roc(test_rows["video_id"], y_test, p_test, config.run_dir / "roc_test.png",
-                  f"{config.net} ({config.run_dir}): test split")
+    if world.main:
+        write_metrics(config.run_dir, config.net, sizes, history, best_epoch, stopped, test=test_metrics, notes=notes,
+                      fakes=config.fakes)
+        plot_test_roc(test_rows["video_id"], y_test, p_test, config.run_dir / "roc_test.png",
+                      f"{config.net} ({config.run_dir}): test split")
     return TrainResult(run_dir=config.run_dir, net=config.net, epochs_run=len(history), best_epoch=best_epoch,
                        stopped_early=stopped, seconds=time.perf_counter() - started, split_sizes=sizes,
-                       best=history[best_epoch - 1], test=test_metrics, notes=notes)
+                       best=history[best_epoch - 1], test=test_metrics, notes=notes, main_process=world.main)
+
+
+def evaluate_shared(model: nn.Module, images: torch.Tensor, preprocess: Preprocess, device: torch.device,
+                    world: World) -> np.ndarray:
+    """`evaluate` on every image: under torchrun each process scores its share, and every process gets all
+    the scores, in order (the metrics are those of the whole set, never of one process's share)."""
+    return world.gather(evaluate(model, images[world.shard(len(images))], preprocess, device), len(images))
+
+
+def ignore(line: str) -> None:
+    """The report of processes other than rank 0."""
 
 
 # -- helpers -----------------------------------------------------------------------------------------
@@ -324,19 +384,34 @@ def split_faces(config: TrainConfig, resumed: bool) -> tuple[pd.DataFrame, pd.Da
 
 
 def make_loader(images: torch.Tensor, labels: np.ndarray, config: TrainConfig, generator: torch.Generator,
-                device: torch.device, landmarks: np.ndarray | None = None) -> DataLoader:
+                device: torch.device, landmarks: np.ndarray | None = None, world: World = World()) -> DataLoader:
     """Augmented training batches, shuffled or (balance=sampler) drawn with class weights; with self-blends
-    (`config.fakes`, `landmarks` of the images), each real is followed by its own self-blend."""
+    (`config.fakes`, `landmarks` of the images), each real is followed by its own self-blend. Under torchrun
+    (`world`), this process's share of each step of that order, the same in every process (DistributedShuffle,
+    call its set_epoch)."""
     dataset = FaceDataset(images, labels, build_augment(parse_augment(config.augment)), fakes=config.fakes,
                           landmarks=landmarks, seed=config.seed)
-    labels = dataset.labels.numpy()
-    sampler = PairedShuffle(dataset, generator) if config.fakes != "dataset" else None
+    if world.distributed:
+        sampler = DistributedShuffle(lambda order_generator: training_order(dataset, config, order_generator),
+                                     len(dataset), world, config.batch_size, seed=config.seed * 1000,
+                                     drop_last=len(dataset) > world.size * config.batch_size)
+        drop_last = False  # the sampler already left out an incomplete last step
+    else:
+        sampler, drop_last = training_order(dataset, config, generator), len(dataset) > config.batch_size
+    return DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, generator=generator,
+                      drop_last=drop_last, num_workers=config.workers, pin_memory=device.type == "cuda")
+
+
+def training_order(dataset: FaceDataset, config: TrainConfig, generator: torch.Generator) -> Sampler:
+    """The order of an epoch's samples: shuffled, a real right before its self-blend (`PairedShuffle`), or
+    (balance=sampler) drawn with class weights."""
     if config.balance == "sampler":
-        class_weight = 1.0 / np.bincount(labels.astype(int), minlength=2)
-        sampler = WeightedRandomSampler(class_weight[labels.astype(int)], len(labels), generator=generator)
-    return DataLoader(dataset, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler,
-                      generator=generator, drop_last=len(dataset) > config.batch_size, num_workers=config.workers,
-                      pin_memory=device.type == "cuda")
+        labels = dataset.labels.numpy().astype(int)
+        class_weight = 1.0 / np.bincount(labels, minlength=2)
+        return WeightedRandomSampler(class_weight[labels], len(labels), generator=generator)
+    if config.fakes != "dataset":
+        return PairedShuffle(dataset, generator)
+    return RandomSampler(dataset, generator=generator)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
