@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import norm
 
-from ensembles.tracks import Box, Landmarks, _without_stray_boxes, box_travel, link_tracks, median_face_size, shape_spread
+from ensembles.tracks import (Box, Landmarks, box_travel, link_tracks, median_face_size, shape_spread,
+                              without_stray_boxes)
 from pipeline.media import MediaReader
 
 MIN_MOTION_FACES = 12  # faces with landmarks a track needs before its mouth motion is judged (about 4 s at every
@@ -44,7 +45,7 @@ def mouth_opening(landmarks: Landmarks) -> float | None:
 def mouth_spread(boxes: list[Box], landmarks: list[Landmarks | None], min_faces: int = MIN_MOTION_FACES) -> float | None:
     """Standard deviation of `mouth_opening` over a track's faces (boxes more than 1.5x off the track's median size
     left out); None with fewer than `min_faces` such faces."""
-    kept = [i for i in _without_stray_boxes(boxes) if landmarks[i] is not None]
+    kept = [i for i in without_stray_boxes(boxes) if landmarks[i] is not None]
     openings = [o for o in (mouth_opening(landmarks[i]) for i in kept) if o is not None]
     if len(openings) < max(3, min_faces):
         return None

@@ -90,7 +90,7 @@ def median_face_size(boxes: list[Box]) -> float:
     return float(np.median([face_size(box) for box in boxes])) if boxes else 0.0
 
 
-def _without_stray_boxes(boxes: list[Box]) -> list[int]:
+def without_stray_boxes(boxes: list[Box]) -> list[int]:
     """Indices of the boxes within 1.5x of the track's median size (a stray box linked into a track is left out)."""
     sizes = np.array([face_size(box) for box in boxes])
     median = float(np.median(sizes)) if len(sizes) else 0.0
@@ -103,7 +103,7 @@ def box_travel(boxes: list[Box], min_faces: int = 5) -> float | None:
     """How far a track's face wanders in the frame: the median distance of its box centre from the centre's median
     position, in face sizes (stray boxes left out). About 0.04 for a photo on a wall filmed from a tripod (box
     jitter); a person walking across the frame goes far beyond. None with fewer than `min_faces` faces."""
-    kept = [boxes[i] for i in _without_stray_boxes(boxes)]
+    kept = [boxes[i] for i in without_stray_boxes(boxes)]
     if len(kept) < max(3, min_faces):
         return None
     centres = np.array([((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for b in kept])
@@ -128,7 +128,7 @@ def shape_spread(boxes: list[Box], landmarks: list[Landmarks | None], min_faces:
     kept = [(box, marks) for box, marks in zip(boxes, landmarks) if marks is not None and len(marks) >= 3]
     if len(kept) < max(3, min_faces):
         return None
-    kept = [kept[i] for i in _without_stray_boxes([box for box, _ in kept])]
+    kept = [kept[i] for i in without_stray_boxes([box for box, _ in kept])]
     if len(kept) < max(3, min_faces) or len({len(marks) for _, marks in kept}) != 1:
         return None
     points = np.array([[complex(x, y) for x, y in marks] for _, marks in kept])  # (faces, landmarks)
