@@ -108,10 +108,7 @@ def landmarks_of(rows: pd.DataFrame, cache_dir: Path, preprocess: Preprocess) ->
         raise DataError(f"{where}: {int(missing.sum())} of {len(rows)} faces have no landmarks (detector: {detector}), "
                         f"e.g. {rows.loc[missing, 'video_id'].iloc[0]!r}; self-blended fakes need the five MTCNN "
                         "landmarks of every REAL face: extract with --detector mtcnn")
-    try:
-        crop_size = int(json.loads((cache_dir / "config.json").read_text())["crop_size"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{cache_dir / 'config.json'}: cannot read the crop size of the cache ({exc!r})") from None
+    crop_size = cache_crop_size(cache_dir)
     mapped = np.empty((len(rows), 5, 2), dtype=np.float32)
     boxes = rows[["crop_x1", "crop_y1", "crop_x2", "crop_y2"]].to_numpy(dtype=np.float64)
     for index, (text, box) in enumerate(zip(rows["landmarks"], boxes)):
@@ -121,6 +118,30 @@ def landmarks_of(rows: pd.DataFrame, cache_dir: Path, preprocess: Preprocess) ->
             raise DataError(f"{where}: unreadable landmarks {text!r} ({exc})") from None
         mapped[index] = points_to_input(points, box, crop_size, preprocess)
     return mapped
+
+
+def cache_crop_size(cache_dir: Path) -> int:
+    """The side of a face cache's square crops (its config.json); DataError when unreadable."""
+    try:
+        return int(json.loads((cache_dir / "config.json").read_text())["crop_size"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{cache_dir / 'config.json'}: cannot read the crop size of the cache ({exc!r})") from None
+
+
+def picture_boxes_of(rows: pd.DataFrame, cache_dir: Path, preprocess: Preprocess) -> np.ndarray | None:
+    """float32 (N, 4): where the frame itself lies in each row's `preprocess.crop_resize` image, as pixel-edge
+    (x1, y1, x2, y2); outside it is the black padding `cut_square` added where the crop box left the frame
+    (a face near the picture's edge). None when the manifest does not record the frame size."""
+    if not {"frame_width", "frame_height"} <= set(rows.columns) or rows[["frame_width", "frame_height"]].isna().any().any():
+        return None
+    crop_size = cache_crop_size(cache_dir)
+    boxes = rows[["crop_x1", "crop_y1", "crop_x2", "crop_y2"]].to_numpy(dtype=np.float64)
+    sizes = rows[["frame_width", "frame_height"]].to_numpy(dtype=np.float64)
+    pictures = np.empty((len(rows), 4), dtype=np.float32)
+    for index, (box, (width, height)) in enumerate(zip(boxes, sizes)):
+        corners = points_to_input([(-0.5, -0.5), (width - 0.5, height - 0.5)], box, crop_size, preprocess)
+        pictures[index] = corners.reshape(4)
+    return pictures
 
 
 def read_crop(path: str | Path, preprocess: Preprocess) -> torch.Tensor:
@@ -161,13 +182,14 @@ class FaceDataset(Dataset):
       dataset     the images with their own labels (REAL and FAKE);
       self-blend  the REAL images only, each twice: as itself (REAL) and self-blended (FAKE);
       both        the images with their own labels, plus a self-blend (FAKE) of each REAL one.
-    Self-blends need `landmarks` (N, 5, 2) in the images' pixels, and are made when a sample is read,
+    Self-blends need `landmarks` (N, 5, 2) in the images' pixels (and take `pictures`, see
+    `picture_boxes_of`, to keep the blend off the padding), and are made when a sample is read,
     from a generator seeded by (seed, epoch, image index): the same run makes the same pseudo-fakes, in
     any order and any worker. Call `set_epoch` before each epoch. Augmentation applies after blending.
     """
 
     def __init__(self, images: torch.Tensor, labels: np.ndarray, augment=None, fakes: str = "dataset",
-                 landmarks: np.ndarray | None = None, seed: int = 0):
+                 landmarks: np.ndarray | None = None, seed: int = 0, pictures: np.ndarray | None = None):
         if fakes not in FAKE_SOURCES:
             raise UsageError(f"unknown fake source {fakes!r}; choose one of: {', '.join(FAKE_SOURCES)}")
         labels = np.asarray(labels, dtype=np.float32)
@@ -179,6 +201,7 @@ class FaceDataset(Dataset):
         self.images = images
         self.augment = augment
         self.fakes, self.landmarks, self.seed, self.epoch = fakes, landmarks, seed, 0
+        self.pictures = pictures  # (N, 4) where the frame lies in each image: blends stay off the padding
         # sample k: image `self.sources[k]`, self-blended when `self.blended[k]`
         self.sources = np.concatenate([own, blended]).astype(np.int64)
         self.blended = np.concatenate([np.zeros(len(own), bool), np.ones(len(blended), bool)])
@@ -194,7 +217,8 @@ class FaceDataset(Dataset):
         source = int(self.sources[index])
         image = self.images[source]
         if self.blended[index]:
-            image, _ = self_blend(image, self.landmarks[source], sample_rng(self.seed, self.epoch, source))
+            picture = None if self.pictures is None else self.pictures[source]
+            image, _ = self_blend(image, self.landmarks[source], sample_rng(self.seed, self.epoch, source), picture)
         if self.augment is not None:
             image = self.augment(image)
         return image, self.labels[index]

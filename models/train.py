@@ -38,7 +38,8 @@ from tqdm import tqdm
 
 from models.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from models.data import (CLASSES, FAKE_SOURCES, FaceDataset, PairedShuffle, Preprocess, build_augment,
-                         labelled_faces, labels_of, landmarks_of, load_crops, parse_augment)
+                         labelled_faces, labels_of, landmarks_of, load_crops, parse_augment,
+                         picture_boxes_of)
 from models.distributed import DistributedShuffle, World, process_device, process_group, sync_buffers
 from models.metrics import binary_metrics, describe, frame_and_video_metrics
 from models.plots import plot_curves, plot_roc
@@ -234,11 +235,12 @@ def train_processes(config: TrainConfig, world: World, device: torch.device, pro
     model = create_model(config.net, **config.net_kwargs).to(device, memory_format=torch.channels_last)
     preprocess = Preprocess(model.input_size)
     parts = {name: np.flatnonzero(rows["split"].to_numpy() == name) for name in SPLITS}
-    landmarks = None
+    landmarks = pictures = None
     if config.fakes != "dataset":  # the REAL faces of train and val are self-blended
         blended = rows.index[(rows["label"] == CLASSES[0]) & rows["split"].isin(["train", "val"])]
         landmarks = np.full((len(rows), 5, 2), np.nan, dtype=np.float32)
         landmarks[blended] = landmarks_of(rows.loc[blended], cache_dir, preprocess)
+        pictures = picture_boxes_of(rows, cache_dir, preprocess)  # blends stay off the crops' padding
     images = load_crops(rows["crop_file"].tolist(), preprocess, threads=threads, progress=progress)
 
     notes = [f"{n_unknown} face(s) with an unknown label left out"] if n_unknown else []
@@ -262,7 +264,8 @@ def train_processes(config: TrainConfig, world: World, device: torch.device, pro
 
     generator = torch.Generator()  # reseeded every epoch: shuffling and sampling (under torchrun: worker seeds)
     loader = make_loader(images[parts["train"]], labels_of(rows.iloc[parts["train"]]), config, generator, device,
-                         landmarks=None if landmarks is None else landmarks[parts["train"]], world=world)
+                         landmarks=None if landmarks is None else landmarks[parts["train"]],
+                         pictures=None if pictures is None else pictures[parts["train"]], world=world)
     y_train = loader.dataset.labels.numpy()
     notes += fake_source_notes(loader.dataset)
     pos_weight = float((y_train == 0).sum() / max(1, (y_train == 1).sum())) if config.balance == "loss" else 1.0
@@ -287,7 +290,8 @@ def train_processes(config: TrainConfig, world: World, device: torch.device, pro
 
     val_rows, val_images = rows.iloc[parts["val"]], images[parts["val"]]
     val_blends = None if landmarks is None else self_blend_set(images[parts["val"]], labels_of(val_rows),
-                                                               landmarks[parts["val"]], config.seed)
+                                                               landmarks[parts["val"]], config.seed,
+                                                               None if pictures is None else pictures[parts["val"]])
     if val_blends is not None and not len(val_blends[1]):
         val_blends = None  # no REAL validation faces
     for epoch in range(len(history) + 1, config.epochs + 1):
@@ -384,13 +388,14 @@ def split_faces(config: TrainConfig, resumed: bool) -> tuple[pd.DataFrame, pd.Da
 
 
 def make_loader(images: torch.Tensor, labels: np.ndarray, config: TrainConfig, generator: torch.Generator,
-                device: torch.device, landmarks: np.ndarray | None = None, world: World = World()) -> DataLoader:
+                device: torch.device, landmarks: np.ndarray | None = None, world: World = World(),
+                pictures: np.ndarray | None = None) -> DataLoader:
     """Augmented training batches, shuffled or (balance=sampler) drawn with class weights; with self-blends
     (`config.fakes`, `landmarks` of the images), each real is followed by its own self-blend. Under torchrun
     (`world`), this process's share of each step of that order, the same in every process (DistributedShuffle,
     call its set_epoch)."""
     dataset = FaceDataset(images, labels, build_augment(parse_augment(config.augment)), fakes=config.fakes,
-                          landmarks=landmarks, seed=config.seed)
+                          landmarks=landmarks, seed=config.seed, pictures=pictures)
     if world.distributed:
         sampler = DistributedShuffle(lambda order_generator: training_order(dataset, config, order_generator),
                                      len(dataset), world, config.batch_size, seed=config.seed * 1000,
@@ -442,10 +447,10 @@ def prepare_run_dir(config: TrainConfig) -> tuple[TrainConfig, bool]:
                    workers=config.workers, device=config.device, resume=True), True
 
 
-def self_blend_set(images: torch.Tensor, labels: np.ndarray, landmarks: np.ndarray, seed: int) -> tuple[torch.Tensor,
-                                                                                                         np.ndarray]:
+def self_blend_set(images: torch.Tensor, labels: np.ndarray, landmarks: np.ndarray, seed: int,
+                   pictures: np.ndarray | None = None) -> tuple[torch.Tensor, np.ndarray]:
     """The REAL images and their self-blends (epoch 0: never a training epoch), with labels, for scoring."""
-    dataset = FaceDataset(images, labels, fakes="self-blend", landmarks=landmarks, seed=seed)
+    dataset = FaceDataset(images, labels, fakes="self-blend", landmarks=landmarks, seed=seed, pictures=pictures)
     if not len(dataset):
         return torch.empty((0, *images.shape[1:]), dtype=torch.uint8), np.zeros(0, dtype=np.float32)
     return torch.stack([dataset[k][0] for k in range(len(dataset))]), dataset.labels.numpy()

@@ -1,14 +1,17 @@
 """Self-blended images (models/selfblend.py), the landmark geometry and the dataset that makes them on the fly."""
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from models.data import FaceDataset, PairedShuffle, Preprocess, points_to_input
-from models.selfblend import face_hull, sample_rng, self_blend
+from models.data import FaceDataset, PairedShuffle, Preprocess, picture_boxes_of, points_to_input
+from models.selfblend import face_hull, inside_picture, sample_rng, self_blend
 from pipeline.crops import cut_square, square_crop_box
 
 # MTCNN's face box and five landmarks (eyes, nose, mouth corners) in the 512x512 astronaut photo
@@ -201,3 +204,47 @@ def test_self_blends_need_landmarks(faces):
         FaceDataset(images, labels, fakes="self-blend")
     with pytest.raises(Exception, match="unknown fake source 'gan'"):
         FaceDataset(images, labels, fakes="gan")
+
+
+# -- the padding of a crop that left the frame is never blended ------------------------------------------
+def padded_face(astronaut: np.ndarray, size: int = 112):
+    """The astronaut's face cut from a frame that ends just left of its nose: the crop's left part is black
+    padding. Returns the image as FaceDataset holds it, its landmarks and where the frame lies in it."""
+    frame = astronaut[:, :226]  # the frame ends at x 226, mid-face
+    box = square_crop_box(ASTRONAUT_BOX, 0.3)
+    preprocess = Preprocess(size)
+    image = preprocess.crop_resize(cut_square(frame, box, 224)).numpy()
+    rows = pd.DataFrame([{"crop_x1": box[0], "crop_y1": box[1], "crop_x2": box[2], "crop_y2": box[3],
+                          "frame_width": frame.shape[1], "frame_height": frame.shape[0]}])
+    return image, points_to_input(ASTRONAUT_LANDMARKS, box, 224, preprocess), rows, preprocess
+
+
+def test_picture_boxes_find_the_padding(astronaut, tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"crop_size": 224}))
+    image, _, rows, preprocess = padded_face(astronaut)
+    (picture,) = picture_boxes_of(rows, tmp_path, preprocess)
+    padding = image.max(axis=0) == 0
+    # the frame's right edge falls inside the image, its other edges outside; beyond it (a pixel of
+    # interpolation aside) the image is black, and the frame's last columns are not
+    assert 0 < picture[2] < image.shape[2] and picture[0] < 0 and picture[1] < 0 and picture[3] > image.shape[1]
+    beyond = ~inside_picture(image.shape[1:], picture + np.array([0, 0, 1, 0])).astype(bool)
+    assert padding[beyond].all() and 0.1 < beyond.mean() < 0.5
+    last_columns = image[:, :, int(picture[2]) - 3 : int(picture[2]) - 1]
+    assert (last_columns.max(axis=0) > 0).mean() > 0.9
+    # a frame without recorded size: no picture boxes (older caches)
+    assert picture_boxes_of(rows.drop(columns=["frame_width"]), tmp_path, preprocess) is None
+
+
+def test_self_blends_leave_the_padding_black(astronaut, tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"crop_size": 224}))
+    image, landmarks, rows, preprocess = padded_face(astronaut)
+    picture = picture_boxes_of(rows, tmp_path, preprocess)[0]
+    outside = ~inside_picture(image.shape[1:], picture).astype(bool)
+    spilled = 0
+    for seed in range(12):
+        unclipped, _ = self_blend(image, landmarks, sample_rng(seed, 0, 0))
+        blended, mask = self_blend(image, landmarks, sample_rng(seed, 0, 0), picture)
+        assert (blended[:, outside] == image[:, outside]).all() and (mask[outside] == 0).all()
+        assert (blended != image).any()  # the face inside the frame is still blended
+        spilled += (unclipped[:, outside] != image[:, outside]).any()
+    assert spilled > 0  # without the picture box the blends do reach the padding: the test can fail
