@@ -80,6 +80,24 @@ def face_options(command):
     return with_options(command, options)
 
 
+def cluster_options(command):
+    """--scheduler / --dask-workers: the per-file work on a Dask cluster (extract, classify-video, classify-image)."""
+    options = [
+        click.option("--scheduler", default=None, metavar="ADDRESS",
+                     help="Run on an existing Dask cluster: its scheduler's address, e.g. tcp://HOST:8786 (inputs "
+                          "and outputs on a filesystem every machine shares, at the same paths)."),
+        click.option("--dask-workers", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="Run on a local Dask cluster of N worker processes (one thread each)."),
+    ]
+    return with_options(command, options)
+
+
+def build_cluster_config(scheduler, dask_workers):
+    from pipeline.dask_cluster import ClusterConfig
+
+    return ClusterConfig.from_options(scheduler, dask_workers)
+
+
 def redetect_option(**kwargs):
     """The --redetect-every option, with the default each command gives it."""
     return click.option("--redetect-every", type=click.IntRange(1, 100), **kwargs,
@@ -118,18 +136,22 @@ def build_face_config(every, frames, detector, min_face_size, min_score, largest
 @click.option("--jpeg-quality", type=click.IntRange(50, 100), default=95, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @face_options
-def extract(inputs, out, labels, workers, jpeg_quality, quiet, device, **face):
+@cluster_options
+def extract(inputs, out, labels, workers, jpeg_quality, quiet, device, scheduler, dask_workers, **face):
     """Find, crop and cache the faces of videos and images.
 
     INPUTS are video or image files or directories (walked recursively) [default: data/raw_videos].
     Exit status: 0 when every input was read; 1 when any input failed or does not exist (the others are
-    still extracted) or no video or image was found at all; 2 on usage errors; 130 when interrupted
-    (Ctrl-C or SIGTERM): what was done is kept, and the same command resumes.
+    still extracted) or no video or image was found at all; 2 on usage errors (an unreachable --scheduler
+    included); 130 when interrupted (Ctrl-C or SIGTERM): what was done is kept, and the same command resumes.
+    With --scheduler or --dask-workers, Dask workers decode and crop, one task per input; this process still
+    writes the manifest.
     """
     from pipeline.extract import ExtractConfig, extract as run_extract
 
     config = ExtractConfig(faces=build_face_config(**face), out_dir=out, workers=workers, labels_csv=labels,
-                           device=device, jpeg_quality=jpeg_quality)
+                           device=device, jpeg_quality=jpeg_quality,
+                           cluster=build_cluster_config(scheduler, dask_workers))
     summary = run_extract(list(inputs) or [Path("data/raw_videos")], config, progress=not quiet)
     for line in summary.lines():
         click.echo(line)
@@ -268,7 +290,7 @@ def classify_options(command):
                      help="Override the ensemble's decision threshold (chosen on validation data)."),
         click.option("--device", default=None, help="torch device [default: cuda when available]."),
     ]
-    return with_options(command, options)
+    return with_options(cluster_options(command), options)
 
 
 def video_sampling_options(command):
@@ -287,21 +309,24 @@ CLASSIFY_EXIT_STATUS = """Exit status: 0 when every file was classified (REAL, F
     be written; 2 on usage errors. A low-evidence warning does not change the exit status."""
 
 
-def run_classification(paths, ensemble_file, as_json, report_dir, threshold, device, images_only,
-                       every=None, frames=None, redetect_every=None):
-    """Load the ensemble, classify every path, print one line (or JSON object) each; exit 1 if any failed."""
+def run_classification(paths, ensemble_file, as_json, report_dir, threshold, device, images_only, scheduler=None,
+                       dask_workers=None, every=None, frames=None, redetect_every=None):
+    """Load the ensemble, classify every path, print one line (or JSON object) each as it is ready; exit 1 if
+    any failed. On a Dask cluster the workers load the ensemble on `device`; this process only reads it."""
     from ensembles.classify import classify_paths
     from ensembles.ensemble import Ensemble
 
     if every is not None and frames is not None:
         raise UsageError("--every and --frames cannot be used together")
-    ensemble = Ensemble.load(ensemble_file, device=device)
+    cluster = build_cluster_config(scheduler, dask_workers)
+    ensemble = Ensemble.load(ensemble_file, device=device if cluster is None else "cpu")
     if threshold is not None:
         ensemble = ensemble.with_threshold(threshold)
     sampling = f"every{every}" if every else (f"frames{frames}" if frames else None)
     failed = 0
     for verdict in classify_paths(list(paths), ensemble, report_dir=report_dir, images_only=images_only,
-                                  sampling=sampling, redetect_every=redetect_every):
+                                  cluster=cluster, worker_device=device, sampling=sampling,
+                                  redetect_every=redetect_every):
         report_lost = report_dir is not None and verdict.verdict != "ERROR" and verdict.report is None
         failed += not verdict.complete or report_lost
         click.echo(verdict.to_json() if as_json else verdict.summary_line())

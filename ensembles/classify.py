@@ -137,7 +137,8 @@ def _classify_job(task: _FileTask, setup: _WorkerSetup) -> VideoVerdict:
     """One file, in a Dask worker: the ensemble and the detector are loaded by the worker's first task."""
     from pipeline.dask_cluster import loaded_once
 
-    loaded = loaded_once(("ensemble", str(setup.source), setup.device), lambda: Ensemble.load(setup.source, setup.device))
+    loaded = loaded_once(("ensemble", str(setup.source), setup.device),
+                         lambda: Ensemble.load(setup.source, setup.device))
     ensemble = Ensemble(setup.config, loaded.members, loaded.device, loaded.source)
     extractor = loaded_once(("faces", setup.faces, str(loaded.device)),
                             lambda: FaceExtractor(setup.faces, device=str(loaded.device)))

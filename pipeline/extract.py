@@ -9,6 +9,7 @@ import os
 import pickle
 import select
 import signal
+import socket
 import sys
 import threading
 import time
@@ -16,7 +17,8 @@ from collections import deque
 from concurrent.futures import FIRST_COMPLETED
 from concurrent.futures import wait as futures_wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from contextlib import closing
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from pebble import ProcessExpired, ProcessPool
 from tqdm import tqdm
 
 from pipeline.cache import FaceCache, crop_relpath, write_jpeg_atomic
+from pipeline.dask_cluster import ClusterConfig
 from pipeline.detectors import cuda_expected
 from pipeline.errors import DataError, DeepfakeError, MediaError, UsageError
 from pipeline.faces import FaceConfig, FaceExtractor
@@ -41,10 +44,14 @@ class ExtractConfig:
     labels_csv: Path | None = None
     device: str | None = None
     jpeg_quality: int = 95
+    cluster: ClusterConfig | None = None  # None: this machine's process pool (`workers`); else a Dask cluster
 
     def __post_init__(self):
         if self.workers < 0:
             raise UsageError(f"--workers must be 0 (one per core) or more, got {self.workers}")
+        if self.cluster is not None and self.workers:
+            raise UsageError(f"--workers {self.workers} sets this machine's process pool; on a Dask cluster its "
+                             f"workers do the work (--dask-workers N, or `dask worker --nworkers N`)")
         if not 50 <= self.jpeg_quality <= 100:
             raise UsageError(f"--jpeg-quality must lie in [50, 100], got {self.jpeg_quality}")
 
@@ -220,6 +227,11 @@ _WORKER: dict = {}
 
 
 def _init_worker(face_config: FaceConfig, device: str | None, cache_dir: Path, jpeg_quality: int) -> None:
+    _WORKER.update(extractor=_worker_extractor(face_config, device), cache_dir=cache_dir, quality=jpeg_quality)
+
+
+def _worker_extractor(face_config: FaceConfig, device: str | None) -> FaceExtractor:
+    """This process set up as a worker (one torch and one OpenCV thread, quiet decoders), and its extractor."""
     import torch
 
     torch.set_num_threads(1)  # one per process: several processes, or decoding beside, beat 2-thread torch
@@ -228,7 +240,7 @@ def _init_worker(face_config: FaceConfig, device: str | None, cache_dir: Path, j
     cv2.setNumThreads(1)
     quiet_opencv()
     limit_malloc_arenas()
-    _WORKER.update(extractor=FaceExtractor(face_config, device=device), cache_dir=cache_dir, quality=jpeg_quality)
+    return FaceExtractor(face_config, device=device)
 
 
 def _run_job(job: InputJob) -> dict:
@@ -449,6 +461,9 @@ def _results(todo: list[InputJob], config: ExtractConfig, cache_dir: Path, worke
     """Journal entries of `todo`, in completion order, from `workers` processes (or this one)."""
     if not todo:
         return
+    if config.cluster is not None:
+        yield from _dask_results(todo, config, cache_dir)
+        return
     init_args = (config.faces, config.device, cache_dir, config.jpeg_quality)
     if workers == 1:
         _init_worker(*init_args)  # one: decoding has the other core
@@ -456,6 +471,40 @@ def _results(todo: list[InputJob], config: ExtractConfig, cache_dir: Path, worke
             yield _run_job(job)
         return
     yield from _pool_results(todo, workers, init_args)
+
+
+def _dask_results(todo: list[InputJob], config: ExtractConfig, cache_dir: Path):
+    """Journal entries of `todo`, in completion order, from one Dask task per input (pipeline/dask_cluster.py).
+
+    Workers get absolute paths (a remote worker sees the inputs and the cache on a shared filesystem, at the
+    same paths) and write the crops; the records come back here, to the one process that journals them. A
+    task whose worker dies is run again by Dask on another worker: crop names are fixed by the input, so the
+    second attempt overwrites what the first wrote. Only when the scheduler gives up on it (every worker that
+    tried died) is the input recorded as failed.
+    """
+    from pipeline.dask_cluster import WorkersDied, dask_client, run_each
+
+    jobs = [replace(job, path=Path(os.path.abspath(job.path))) for job in todo]
+    setup = (config.faces, config.device, Path(os.path.abspath(cache_dir)), config.jpeg_quality)
+    with dask_client(config.cluster) as client, closing(run_each(client, _dask_job, jobs, "extract", setup=setup)) \
+            as results:
+        for job, outcome in results:
+            if isinstance(outcome, WorkersDied):
+                yield {"input": _input_record(job, "error", str(outcome)), "faces": []}
+            else:
+                yield outcome
+
+
+def _dask_job(job: InputJob, setup: tuple) -> dict:
+    """One input, in a Dask worker: its extractor is made by the worker's first task and kept for the others."""
+    from pipeline.dask_cluster import loaded_once
+
+    face_config, device, cache_dir, jpeg_quality = setup
+    if not (cache_dir / "config.json").is_file():  # written by the client when it opened the cache
+        raise UsageError(f"the Dask worker on {socket.gethostname()} does not see the output directory {cache_dir}: "
+                         f"it must be on a filesystem every machine shares, mounted at the same path")
+    extractor = loaded_once(("extract", face_config, device), lambda: _worker_extractor(face_config, device))
+    return process_input(job, extractor, cache_dir, jpeg_quality)
 
 
 def _nothing_found(collected: CollectedInputs, paths: list) -> str:
