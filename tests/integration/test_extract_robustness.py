@@ -274,3 +274,22 @@ def test_a_failure_line_names_the_path_once(tmp_path):
     line = next(line for line in result.output.splitlines() if line.startswith("FAILED"))
     assert line.startswith(f"FAILED {bad}: not a readable video") and line.count(str(bad)) == 1
     assert str(bad) not in inputs_csv(tmp_path / "out").loc["text", "message"]
+
+
+def test_a_dask_client_killed_mid_run_leaves_a_cache_that_a_rerun_completes(start, clips, tmp_path):
+    """Issue 12: the command running a local Dask cluster is killed with SIGKILL while workers write crops; its
+    cluster ends with it, the cache stays consistent, and a rerun (here without Dask) completes it."""
+    out = tmp_path / "out"
+    command = [sys.executable, str(ROOT / "cli.py"), "extract", str(clips), "--out", str(out), "--dask-workers", "2",
+               *FAST]
+    process = start(command)
+    wait_for(lambda: started(out), "the Dask workers to write crops", process)
+    processes = descendants(process.pid)  # scheduler side, nannies, workers
+    process.kill()
+    process.wait(timeout=WAIT)
+    assert_all_gone(processes)
+    assert_consistent(out)
+    rerun = subprocess.run(extract_command(clips, out, workers=1), cwd=ROOT, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{N_CLIPS} ok" in rerun.stdout
+    assert crops_per_clip(out) == {f"clip{i}": CROPS_PER_CLIP for i in range(N_CLIPS)}
