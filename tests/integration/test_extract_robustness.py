@@ -200,11 +200,19 @@ def test_an_input_that_kills_its_worker_twice_fails_alone_and_the_others_are_rea
 
 
 # -- the parent is killed or terminated --------------------------------------------------------
-def test_kill_minus_nine_leaves_no_process_behind_and_a_rerun_completes(start, clips, tmp_path):
+@pytest.mark.parametrize("engine", ["process pool", "Dask local cluster"])
+def test_kill_minus_nine_leaves_no_process_behind_and_a_rerun_completes(engine, start, clips, tmp_path):
+    """The command is killed with SIGKILL while its workers (a process pool, or a local Dask cluster: issue 12)
+    write crops; every process of the run ends with it, the cache stays consistent, and a rerun completes it."""
     out = tmp_path / "out"
-    process = start(extract_command(clips, out))
-    wait_for(lambda: len(workers_of(process.pid)) == 2 and started(out), "the workers to write crops", process)
-    processes = descendants(process.pid)  # resource tracker, fork server, workers
+    if engine == "process pool":
+        process = start(extract_command(clips, out))
+        wait_for(lambda: len(workers_of(process.pid)) == 2 and started(out), "the workers to write crops", process)
+    else:
+        process = start([sys.executable, str(ROOT / "cli.py"), "extract", str(clips), "--out", str(out),
+                         "--dask-workers", "2", *FAST])
+        wait_for(lambda: started(out), "the Dask workers to write crops", process)
+    processes = descendants(process.pid)  # resource tracker, fork server, workers (or scheduler, nannies, workers)
     process.kill()
     process.wait(timeout=WAIT)  # not communicate(): workers that outlive it would hold its pipes open
     assert_all_gone(processes)
@@ -274,22 +282,3 @@ def test_a_failure_line_names_the_path_once(tmp_path):
     line = next(line for line in result.output.splitlines() if line.startswith("FAILED"))
     assert line.startswith(f"FAILED {bad}: not a readable video") and line.count(str(bad)) == 1
     assert str(bad) not in inputs_csv(tmp_path / "out").loc["text", "message"]
-
-
-def test_a_dask_client_killed_mid_run_leaves_a_cache_that_a_rerun_completes(start, clips, tmp_path):
-    """Issue 12: the command running a local Dask cluster is killed with SIGKILL while workers write crops; its
-    cluster ends with it, the cache stays consistent, and a rerun (here without Dask) completes it."""
-    out = tmp_path / "out"
-    command = [sys.executable, str(ROOT / "cli.py"), "extract", str(clips), "--out", str(out), "--dask-workers", "2",
-               *FAST]
-    process = start(command)
-    wait_for(lambda: started(out), "the Dask workers to write crops", process)
-    processes = descendants(process.pid)  # scheduler side, nannies, workers
-    process.kill()
-    process.wait(timeout=WAIT)
-    assert_all_gone(processes)
-    assert_consistent(out)
-    rerun = subprocess.run(extract_command(clips, out, workers=1), cwd=ROOT, capture_output=True, text=True)
-    assert rerun.returncode == 0, rerun.stderr
-    assert f"{N_CLIPS} ok" in rerun.stdout
-    assert crops_per_clip(out) == {f"clip{i}": CROPS_PER_CLIP for i in range(N_CLIPS)}
