@@ -223,6 +223,9 @@ def parse_json_object(ctx, param, value):
 @click.option("--device", default=None, help="cpu or cuda [default: cuda when available, with mixed precision].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint, with its saved "
                                              "settings (only --epochs, --threads, --workers, --device may change).")
+@click.option("--init-from", type=click.Path(path_type=Path), default=None,
+              help="Fine-tune: start from this checkpoint's weights and net (e.g. models/weights/resnet.pt), on a "
+                   "split that keeps its training groups out of validation and test (its own: see the model card).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(quiet, **options):
     """Train a net on the faces of a face cache; split by group, early stopping on validation ROC-AUC.

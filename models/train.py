@@ -36,7 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, RandomSampler, Sampler, WeightedRandomSampler
 from tqdm import tqdm
 
-from models.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from models.checkpoint import Checkpoint, load_checkpoint, make_checkpoint, save_checkpoint
 from models.data import (CLASSES, FAKE_SOURCES, FaceDataset, PairedShuffle, Preprocess, build_augment,
                          labelled_faces, labels_of, landmarks_of, load_crops, parse_augment,
                          picture_boxes_of)
@@ -81,6 +81,7 @@ class TrainConfig:
     workers: int = 0  # DataLoader worker processes
     device: str | None = None  # None: cuda when available
     resume: bool = False
+    init_from: Path | None = None  # start from this checkpoint's weights (fine-tuning) instead of random ones
 
     def __post_init__(self):
         for name in ("batch_size", "patience"):
@@ -101,7 +102,7 @@ class TrainConfig:
             raise UsageError(f"--limit must be at least 3 faces, got {self.limit}")
         check_fractions(tuple(self.fractions))
         parse_augment(self.augment)
-        if self.net is None and not self.resume:
+        if self.net is None and not self.resume and self.init_from is None:
             raise UsageError(f"--net is required; choose one of: {', '.join(model_names())}")
 
     def to_dict(self) -> dict:
@@ -118,7 +119,7 @@ class TrainConfig:
     def from_dict(cls, saved: dict) -> "TrainConfig":
         """The config saved in a run (extra keys such as cache_dir are ignored)."""
         fields = {key: saved[key] for key in cls.__dataclass_fields__ if key in saved}
-        for key in ("faces", "run_dir", "split_file"):
+        for key in ("faces", "run_dir", "split_file", "init_from"):
             if fields.get(key) is not None:
                 fields[key] = Path(fields[key])
         fields["fractions"] = tuple(fields["fractions"])
@@ -230,10 +231,15 @@ def train_processes(config: TrainConfig, world: World, device: torch.device, pro
 
     # Everything that can fail on bad input happens before the first file is written.
     rows, table, cache_dir, n_unknown = split_faces(config, resumed)
+    start = None if resumed or config.init_from is None else starting_checkpoint(config, rows)
+    if start is not None:
+        config = replace(config, net=start.net, net_kwargs=start.net_kwargs)
     config = replace(config, run_dir=world.broadcast(config.run_dir))  # rank 0's (a default name holds the time)
     seed_everything(config.seed)  # the initial weights
     model = create_model(config.net, **config.net_kwargs).to(device, memory_format=torch.channels_last)
     preprocess = Preprocess(model.input_size)
+    if start is not None:
+        model.load_state_dict(start.state["model"])
     parts = {name: np.flatnonzero(rows["split"].to_numpy() == name) for name in SPLITS}
     landmarks = pictures = None
     if config.fakes != "dataset":  # the REAL faces of train and val are self-blended
@@ -244,6 +250,8 @@ def train_processes(config: TrainConfig, world: World, device: torch.device, pro
     images = load_crops(rows["crop_file"].tolist(), preprocess, threads=threads, progress=progress)
 
     notes = [f"{n_unknown} face(s) with an unknown label left out"] if n_unknown else []
+    if start is not None:
+        notes.append(f"started from the weights of {config.init_from} (epoch {start.epoch})")
     if world.distributed:
         notes.append(f"{world.size} processes (torchrun, {'NCCL' if device.type == 'cuda' else 'gloo'}), "
                      f"{config.batch_size} faces each a step")
@@ -385,6 +393,26 @@ def split_faces(config: TrainConfig, resumed: bool) -> tuple[pd.DataFrame, pd.Da
     rows["split"] = assign_splits(rows, table, str(split_path or "split"))
     check_split(rows, config.fakes)
     return rows, table, cache_dir, n_unknown
+
+
+def starting_checkpoint(config: TrainConfig, rows: pd.DataFrame) -> Checkpoint:
+    """The checkpoint --init-from names, checked: the same net and input as this run, and none of this run's
+    validation or test groups among its training groups (that would make the validation figures a lie)."""
+    start = load_checkpoint(config.init_from, net=config.net)
+    if config.net_kwargs and create_model(start.net, **config.net_kwargs).net_kwargs != start.net_kwargs:
+        raise UsageError(f"--net-kwargs {json.dumps(config.net_kwargs)} differ from {config.init_from}'s net "
+                         f"({json.dumps(start.net_kwargs)}); leave --net-kwargs out to fine-tune that net")
+    if start.preprocess != Preprocess(start.state["input_size"]):
+        raise DataError(f"{config.init_from}: its preprocessing {start.preprocess.to_dict()} is not the one train "
+                        "uses; it cannot be fine-tuned here")
+    trained_on = set(start.state.get("split", {}).get("train", []))
+    held_out = set(rows.loc[rows["split"].isin(["val", "test"]), "group"])
+    leaked = sorted(trained_on & held_out)
+    if leaked:
+        raise UsageError(f"{len(leaked)} validation/test group(s) of this run (e.g. {leaked[0]!r}) are training "
+                         f"groups of {config.init_from}; reuse its split (--split-file, see the model card) so "
+                         "validation and test stay unseen")
+    return start
 
 
 def make_loader(images: torch.Tensor, labels: np.ndarray, config: TrainConfig, generator: torch.Generator,

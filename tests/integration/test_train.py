@@ -445,3 +445,35 @@ def test_landmarks_land_on_the_eyes_of_real_crops(face_clip, tmp_path):
         found = extractor.detect([image], pad=0.25)[0]
         assert len(found) == 1
         assert np.abs(np.array(found[0].landmarks) - marks).max() < 3.5  # pixels of a 112-pixel image (MTCNN varies ~2)
+
+
+# -- fine-tuning (--init-from) -----------------------------------------------------------------------
+def test_init_from_starts_from_the_checkpoints_weights_and_net(lenet_run, astronaut_faces, tmp_path):
+    start = lenet_run / "checkpoint_best.pt"
+    result = cli("train", "--init-from", start, "--faces", astronaut_faces, "--out", tmp_path / "tuned",
+                 "--split-file", lenet_run / "split.csv", "--epochs", 1, "--lr", 1e-12, "--augment", "none",
+                 "--batch-size", 8, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert f"note: started from the weights of {start} (epoch" in result.output
+    tuned = torch.load(tmp_path / "tuned" / "checkpoint_best.pt", weights_only=True)
+    original = torch.load(start, weights_only=True)
+    assert tuned["net"] == "lenet" and tuned["net_kwargs"] == original["net_kwargs"]
+    # a learning rate of 1e-12 leaves the weights where they started: the run began from them, not at random
+    assert all(torch.allclose(tuned["model"][key].float(), original["model"][key].float(), atol=1e-6)
+               for key in original["model"])
+
+
+def test_init_from_refuses_a_split_that_validates_on_its_training_groups(lenet_run, astronaut_faces, tmp_path):
+    result = cli("train", "--init-from", lenet_run / "checkpoint_best.pt", "--faces", astronaut_faces,
+                 "--out", tmp_path / "tuned", "--seed", 7, "--quiet")
+    assert result.exit_code == 2, result.output
+    assert "validation/test group(s) of this run" in result.output and "--split-file" in result.output
+    assert not (tmp_path / "tuned").exists()
+
+
+def test_init_from_refuses_other_net_arguments(lenet_run, astronaut_faces, tmp_path):
+    result = cli("train", "--init-from", lenet_run / "checkpoint_best.pt", "--faces", astronaut_faces,
+                 "--out", tmp_path / "tuned", "--split-file", lenet_run / "split.csv",
+                 "--net-kwargs", '{"input_size": 32}', "--quiet")
+    assert result.exit_code == 2 and "differ from" in result.output, result.output
+    assert not (tmp_path / "tuned").exists()
