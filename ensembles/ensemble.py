@@ -21,6 +21,7 @@ import torch
 
 from ensembles.aggregate import Aggregator
 from ensembles.combine import Combiner
+from ensembles.explain import explained, low_confidence_floor, name_tracks
 from ensembles.motion import MouthMotion, mouth_spread
 from ensembles.tracks import TrackConfig, link_tracks, rule_tracks
 from ensembles.verdict import ERROR, FAKE, NO_FACE, REAL, FaceScore, TrackScore, VideoVerdict, low_evidence_note
@@ -283,7 +284,7 @@ class Ensemble:
             p_nets = self.config.aggregator(probs[mask])
             spread, p_motion = (motion or {}).get(track, (None, None))
             tracks.append(TrackScore(
-                track=int(track), p_fake=p_nets if p_motion is None else max(p_nets, p_motion),
+                track=int(track), p_fake=round(float(p_nets if p_motion is None else max(p_nets, p_motion)), 4),
                 p_nets=round(float(p_nets), 4), n_faces=fact.n_faces,
                 first_frame=int(positions[mask].min()), last_frame=int(positions[mask].max()),
                 counted=fact.excluded is None or track == fallback,
@@ -327,13 +328,14 @@ class Ensemble:
         frames, faces_meta, crops, thumbnails = 0, [], [], []
         scorer = ThreadPoolExecutor(1, thread_name_prefix="score")  # scores while the next frames are searched
         scored: list[Future] = []
-        media_type, damage, detect_scale = "", "", 1.0
+        media_type, damage, detect_scale, duration = "", "", 1.0, None
         try:
             with MediaReader(path) as reader:
                 if expected_type is not None and reader.info.media_type != expected_type:
                     raise MediaError(f"{path}: is a {reader.info.media_type}, not an {expected_type}"
                                      f" (use classify-{reader.info.media_type})")
                 media_type = reader.info.media_type
+                duration = reader.info.duration
                 found = extractor.faces_in_file(reader)
                 with closing(found):  # on every path its decoding thread is joined before the reader closes
                     for position, (frame, frame_crops) in enumerate(found):
@@ -366,14 +368,17 @@ class Ensemble:
         # decoding, detection and cropping (with scoring running beside them), then the scoring left over
         timings = {"total": round(total, 3), "decode_and_detect": round(searched - started, 3),
                    "score": round(total - (searched - started), 3)}
-        return self._verdict(path, media_type, frames, faces_meta, per_model_probs, timings, damage,
-                             detect_scale), thumbnails
+        verdict = self._verdict(path, media_type, frames, faces_meta, per_model_probs, timings, damage, detect_scale,
+                                low_confidence_floor(extractor.score_threshold))
+        return explained(replace(verdict, duration=duration), extractor.config.sampling), thumbnails
 
     def _verdict(self, path, media_type, n_frames, faces_meta, member_probs, timings, damage: str = "",
-                 detect_scale: float = 1.0) -> VideoVerdict:
+                 detect_scale: float = 1.0, low_confidence_below: float = 0.0) -> VideoVerdict:
         """The verdict of one file; `damage` (a truncation note, or '') marks it damaged and becomes a warning;
-        `detect_scale`: detector pixels per frame pixel (for the track rules)."""
-        common = dict(path=str(path), video_id=path.stem, threshold=self.config.threshold, n_frames=n_frames,
+        `detect_scale`: detector pixels per frame pixel (for the track rules); detections scoring below
+        `low_confidence_below` are marked low-confidence."""
+        common = dict(path=str(path), video_id=path.stem, file_name=path.name, threshold=self.config.threshold,
+                      n_frames=n_frames,
                       n_faces=len(faces_meta), media_type=media_type, aggregator=self.config.aggregator.kind,
                       combiner=self.config.combiner.kind, timings=timings, damaged=bool(damage))
         if not faces_meta:
@@ -396,13 +401,17 @@ class Ensemble:
             per_model[MOUTH_MOTION] = self._motion_score(tracks)
         faces = [
             FaceScore(frame_index=meta[1], timestamp=meta[2], track=int(track), box=box, p_fake=round(float(p), 4),
-                      per_model={n: round(float(member_probs[k, i]), 4) for i, n in enumerate(self.member_names)})
+                      per_model={n: round(float(member_probs[k, i]), 4) for i, n in enumerate(self.member_names)},
+                      detector_score=round(float(meta[3].score), 4),
+                      low_confidence=bool(meta[3].score < low_confidence_below))
             for k, (meta, track, box, p) in enumerate(zip(faces_meta, track_ids, boxes, probs))
         ]
         # the faces behind the decision: the deciding person's, or every voting person's ("mean", several voting)
         deciding_faces = (next(t.n_faces for t in tracks if t.track == deciding) if deciding is not None
                           else sum(t.n_faces for t in tracks if t.counted))
         thin = low_evidence_note(media_type, deciding_faces)
+        tracks = name_tracks(tracks, n_frames, {t: len({p for p, k in zip(positions, track_ids) if k == t})
+                                                for t in set(track_ids)})
         verdict = FAKE if p_fake >= self.config.threshold else REAL
         return VideoVerdict(verdict=verdict, p_fake=round(p_fake, 4), per_model=per_model, tracks=tracks,
                             deciding_track=deciding, faces=faces, low_evidence=bool(thin),
@@ -414,7 +423,8 @@ class Ensemble:
     def error_verdict(self, path: str | Path, message: str, seconds: float = 0.0) -> VideoVerdict:
         """An ERROR verdict for `path` (unreadable, missing, or a folder without media); `message` names the path."""
         path = Path(path)
-        return VideoVerdict(path=str(path), video_id=path.stem, verdict=ERROR, p_fake=None,
+        return VideoVerdict(path=str(path), video_id=path.stem, file_name=path.name, verdict=ERROR, p_fake=None,
                             threshold=self.config.threshold, per_model={m: None for m in self.score_names},
                             tracks=[], n_frames=0, n_faces=0, media_type="", aggregator=self.config.aggregator.kind,
-                            combiner=self.config.combiner.kind, timings={"total": round(seconds, 3)}, message=message)
+                            combiner=self.config.combiner.kind, timings={"total": round(seconds, 3)}, message=message,
+                            explanation=message)

@@ -31,6 +31,8 @@ class FaceScore:
     box: tuple[float, float, float, float]
     p_fake: float
     per_model: dict[str, float]
+    detector_score: float | None = None  # the face detector's confidence
+    low_confidence: bool = False  # a detection in the lowest part of the detector's range: maybe not a face
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,10 @@ class TrackScore:
     `box_travel`: how far its box wanders, in face sizes (both None: too few faces to tell).
     `p_nets`: the nets' score of the track; `p_fake` is the higher of it and `p_motion`, the mouth-motion
     member's score (ensembles/motion.py) from `mouth_spread`, how much the mouth opens and closes (both None
-    without that member or for a track too short to judge)."""
+    without that member or for a track too short to judge).
+    `label`: the person's name in words ("person 1": the most-seen face first), `frame_share`: the share of
+    sampled frames it has a face in, `description`: one line saying both, its score and its part in the verdict
+    (ensembles/explain.py)."""
 
     track: int
     p_fake: float
@@ -58,6 +63,9 @@ class TrackScore:
     p_nets: float | None = None
     mouth_spread: float | None = None
     p_motion: float | None = None
+    label: str = ""
+    frame_share: float | None = None
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,10 @@ class VideoVerdict:
     track, or None when several decided together).
     `warnings`: human sentences saying both, shown under the verdict line. `report`: the PNG written for
     this file, when reports were asked for.
+    In words (ensembles/explain.py): `band` ("borderline", "likely fake", ...; None without a score),
+    `decided_by` (the deciding person, e.g. "person 1 (62% of sampled frames)"), `evidence` (faces, sampled
+    frames, clip length) and `explanation` (the verdict in a sentence or two). `file_name` and `duration`
+    (seconds; None for an image or when unknown) say which file it was and how long.
     """
 
     path: str
@@ -92,6 +104,12 @@ class VideoVerdict:
     low_evidence: bool = False
     warnings: list[str] = field(default_factory=list)
     report: str | None = None
+    file_name: str = ""
+    duration: float | None = None
+    band: str | None = None
+    decided_by: str | None = None
+    evidence: str = ""
+    explanation: str = ""
 
     def to_dict(self, with_faces: bool = True) -> dict:
         data = asdict(self)
@@ -115,6 +133,7 @@ class VideoVerdict:
         if self.p_fake is None:
             line = f"NO_FACE  {self.path}  frames={self.n_frames}  {seconds:.1f}s"
         else:
-            line = (f"{self.verdict:<8} {self.path}  p_fake={self.p_fake:.3f} (threshold {self.threshold:.3f})"
+            band = f", {self.band}" if self.band else ""
+            line = (f"{self.verdict:<8} {self.path}  p_fake={self.p_fake:.3f} (threshold {self.threshold:.3f}{band})"
                     f"  faces={self.n_faces}  tracks={sum(t.counted for t in self.tracks)}  {seconds:.1f}s")
         return "\n".join([line, *(f"  warning: {warning}" for warning in self.warnings)])

@@ -114,6 +114,13 @@ class MediaInfo:
     fps: float
     frame_count: int
 
+    @property
+    def duration(self) -> float | None:
+        """The clip's length in seconds, as its header announces it (None: an image, or not announced)."""
+        if self.media_type != "video" or self.fps <= 0 or self.frame_count <= 0:
+            return None
+        return round(self.frame_count / self.fps, 3)
+
 
 def _check_readable(path: Path) -> None:
     if not path.exists():
