@@ -287,8 +287,8 @@ def classify_options(command):
                      help="Ensemble file (JSON next to its checkpoints) [default: the shipped models]."),
         click.option("--json", "as_json", is_flag=True, help="One JSON object per file and line."),
         click.option("--report", "report_dir", type=click.Path(path_type=Path), default=None,
-                     help="Write a PNG per file: p_fake timeline per face track and face thumbnails "
-                          "(named after the file; its path is in the JSON's `report`)."),
+                     help="Write a PNG per file: the verdict in words, p_fake timeline per person, each net's "
+                          "score and face thumbnails (named after the file; its path is in the JSON's `report`)."),
         click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
                      help="Override the ensemble's decision threshold (chosen on validation data)."),
         click.option("--device", default=None, help="torch device [default: cuda when available]."),

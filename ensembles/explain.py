@@ -32,6 +32,7 @@ EXCLUDED_WORDS = {
 # A detection scoring in the lowest LOW_CONFIDENCE_SHARE of the range between the detector's threshold and 1
 # is shown as low-confidence: it may be a hand, a pattern or a face seen badly.
 LOW_CONFIDENCE_SHARE = 2 / 3
+LOW_CONFIDENCE_WORDS = "low-confidence detection (may not be a face)"
 
 
 def margin(p_fake: float, threshold: float) -> float:
@@ -47,6 +48,18 @@ def confidence_band(p_fake: float | None, threshold: float) -> str | None:
         return None
     value = margin(p_fake, threshold)
     return next((name for lower, name in BANDS if value >= lower), LOWEST_BAND)
+
+
+def band_range(band: str, threshold: float) -> tuple[float, float]:
+    """The p_fake range whose confidence band is `band` (the inverse of `margin` at the bands' edges)."""
+    lowers = [lower for lower, _ in BANDS] + [-1.0]
+    uppers = [1.0] + lowers[:-1]
+    k = ([name for _, name in BANDS] + [LOWEST_BAND]).index(band)
+
+    def p_at(value: float) -> float:
+        return threshold + value * ((1.0 - threshold) if value >= 0 else threshold)
+
+    return p_at(lowers[k]), p_at(uppers[k])
 
 
 def low_confidence_floor(detector_threshold: float) -> float:
@@ -78,6 +91,19 @@ def name_tracks(tracks: list[TrackScore], n_frames: int, frames_seen: dict[int, 
             for t in tracks]
 
 
+def raised_by_motion(track: TrackScore) -> bool:
+    """True when the mouth-motion member, not the nets, gave the track its score."""
+    return track.p_motion is not None and track.p_nets is not None and track.p_motion > track.p_nets
+
+
+def short_track_name(track: TrackScore, media_type: str = "video") -> str:
+    """'person 1, 62% of frames' ('person 1' in an image)."""
+    name = track.label or f"track {track.track}"
+    if media_type != "image" and track.frame_share is not None:
+        name += f", {percent(track.frame_share)} of frames"
+    return name
+
+
 def track_words(track: TrackScore, media_type: str = "video") -> str:
     """'person 1 (62% of sampled frames)', or '(in the image)' for a photo."""
     where = "in the image" if media_type == "image" else f"{percent(track.frame_share or 0.0)} of sampled frames"
@@ -87,7 +113,7 @@ def track_words(track: TrackScore, media_type: str = "video") -> str:
 def describe_track(track: TrackScore, deciding: int | None, media_type: str = "video") -> str:
     """One line per track: who, how often, its score, and its part in the verdict."""
     line = f"{track_words(track, media_type)}: p_fake {track.p_fake:.2f}"
-    if track.p_motion is not None and track.p_nets is not None and track.p_motion > track.p_nets:
+    if raised_by_motion(track):
         line += " (from its mouth motion)"
     if track.track == deciding:
         return line + ", decided the verdict"
@@ -128,6 +154,9 @@ def explanation(verdict: VideoVerdict) -> str:
     decider = next((t for t in verdict.tracks if t.track == verdict.deciding_track), None)
     if decider is not None:
         text += f" Decided by {track_words(decider, verdict.media_type)}."
+        if raised_by_motion(decider):
+            text += (f" Its score comes from the mouth-motion check (the mouth barely moves over the clip); the nets "
+                     f"alone give {decider.p_nets:.2f}.")
     elif verdict.tracks:
         text += " Decided by the counted persons together."
     left_out = [t for t in verdict.tracks if t.excluded]

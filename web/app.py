@@ -1,4 +1,5 @@
-"""FastAPI application: the upload page, `POST /api/v1/classify`, `GET /api/v1/health`, `GET /api/v1/models`.
+"""FastAPI application: the upload page, `POST /api/v1/classify`, `GET /api/v1/health`, `GET /api/v1/models`,
+`GET /api/v1/limits` (what the page says before an upload) and `GET /model-card` (the loaded models' card).
 
 Models are loaded once, at start-up. Uploads are streamed to server-named temporary files that are removed
 after each request, errors included; at most `max_uploads` are received at once, and one that stalls or
@@ -23,14 +24,16 @@ from pathlib import Path
 import cv2
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ensembles.ensemble import Ensemble
+from ensembles.explain import sampling_words
+from ensembles.verdict import VideoVerdict
 from pipeline.errors import MediaError, UsageError
 from pipeline.faces import FaceExtractor
-from pipeline.media import MediaReader
+from pipeline.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, MediaReader
 from web.upload import UploadError, UploadLimits, receive_upload
 
 log = logging.getLogger(__name__)
@@ -96,7 +99,11 @@ class InferencePool(Slots):
         return self.ensemble.classify(path, self._extractor(), keep_thumbnails=thumbnails)
 
     async def run(self, path: Path, thumbnails: bool):
-        return await asyncio.get_running_loop().run_in_executor(self.executor, self.classify, path, thumbnails)
+        return await self.call(self.classify, path, thumbnails)
+
+    async def call(self, function, *args):
+        """`function(*args)` on an inference thread (CPU work that must not outnumber the slots)."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
 
 
 def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
@@ -124,6 +131,22 @@ def public_message(message: str, path: Path, filename: str) -> str:
         return message.replace(str(path), filename)
     log.warning("classifying an upload (%s) failed: %s", filename, message)
     return f"{filename}: the file could not be analysed (the decoder or the face detector failed on it)"
+
+
+def model_card(ensemble: Ensemble) -> Path | None:
+    """The MODEL_CARD.md beside the loaded ensemble file (the shipped models have one), or None."""
+    card = ensemble.source.parent / "MODEL_CARD.md" if ensemble.source else None
+    return card if card is not None and card.is_file() else None
+
+
+def limits_of(ensemble: Ensemble, config: ServerConfig) -> dict:
+    """What the page tells a user before an upload: size limit, readable formats, sampling, the model card and
+    the models' measured accuracy on held-out test faces (when the ensemble file records it)."""
+    tested = ensemble.config.metrics.get("test_at_threshold", {})
+    return {"max_upload_mb": config.max_upload_mb, "video_formats": sorted(VIDEO_EXTENSIONS),
+            "image_formats": sorted(IMAGE_EXTENSIONS), "sampling": sampling_words(ensemble.face_config().sampling),
+            "uploads_kept": False, "model_card": "/model-card" if model_card(ensemble) else None,
+            "test_accuracy": tested.get("accuracy"), "test_roc_auc": tested.get("roc_auc")}
 
 
 def create_app(ensemble: Ensemble, config: ServerConfig = ServerConfig()) -> FastAPI:
@@ -165,9 +188,22 @@ def create_app(ensemble: Ensemble, config: ServerConfig = ServerConfig()) -> Fas
         """The loaded ensemble: members, combiner, aggregator, threshold and how it was chosen."""
         return ensemble.describe()
 
+    @app.get(f"/api/{API_VERSION}/limits")
+    async def limits_info():
+        """Upload size limit (MB), readable formats, frame sampling, model card and measured accuracy."""
+        return limits_of(ensemble, config)
+
+    @app.get("/model-card", include_in_schema=False)
+    async def card():
+        path = model_card(ensemble)
+        if path is None:
+            return error(404, "the loaded ensemble has no model card (no MODEL_CARD.md beside its file)")
+        return PlainTextResponse(path.read_text(encoding="utf-8"))
+
     @app.post(f"/api/{API_VERSION}/classify")
-    async def classify(request: Request, thumbnails: bool = False):
-        """Classify an uploaded video or image (multipart field `file`); answers like `classify-video --json`."""
+    async def classify(request: Request, thumbnails: bool = False, report: bool = False):
+        """Classify an uploaded video or image (multipart field `file`); answers like `classify-video --json`.
+        `thumbnails=true` adds the faces as JPEG data URLs, `report=true` the report PNG as `report_png`."""
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > limits.max_bytes + 64 * 1024:
             return error(413, f"upload larger than the {config.max_upload_mb} MB limit")
@@ -186,15 +222,18 @@ def create_app(ensemble: Ensemble, config: ServerConfig = ServerConfig()) -> Fas
             if not pool.try_acquire():  # only a complete upload takes an inference slot
                 return error(503, "the server is busy: try again shortly", headers=busy_headers)
             try:
-                verdict, thumbs = await pool.run(upload.path, thumbnails)
+                verdict, thumbs = await pool.run(upload.path, thumbnails or report)
+                if verdict.verdict == "ERROR":
+                    return error(422, public_message(verdict.message, upload.path, upload.filename))
+                verdict = _as_uploaded(verdict, str(upload.path), upload.filename)
+                png = await pool.call(_report_data_url, verdict, thumbs, tmp_dir) if report else None
             finally:
                 pool.release()
-            if verdict.verdict == "ERROR":
-                return error(422, public_message(verdict.message, upload.path, upload.filename))
-            body = replace(verdict, path=upload.filename, video_id=Path(upload.filename).stem).to_dict()
-            body = _renamed(body, str(upload.path), upload.filename)  # messages and warnings name the file too
+            body = _renamed(verdict.to_dict(), str(upload.path), upload.filename)
             if thumbnails:
                 body["thumbnails"] = [_data_url(t) for t in thumbs]
+            if report:
+                body["report_png"] = png
             return body
         except UploadError as exc:
             return error(exc.status, exc.message)
@@ -204,6 +243,28 @@ def create_app(ensemble: Ensemble, config: ServerConfig = ServerConfig()) -> Fas
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def _as_uploaded(verdict: VideoVerdict, server_path: str, filename: str) -> VideoVerdict:
+    """The verdict naming the client's file, not the server's temporary one, in its names and sentences."""
+    return replace(verdict, path=filename, video_id=Path(filename).stem, file_name=filename,
+                   warnings=[w.replace(server_path, filename) for w in verdict.warnings],
+                   explanation=verdict.explanation.replace(server_path, filename),
+                   message=verdict.message.replace(server_path, filename))
+
+
+def _report_data_url(verdict: VideoVerdict, thumbnails: list, tmp_dir: Path) -> str | None:
+    """The report PNG (ensembles.report) as a data URL, drawn in a temporary folder that is then removed;
+    None when it could not be drawn (the verdict stands without it)."""
+    try:
+        from ensembles.report import write_report  # matplotlib: imported only once a report is asked for
+
+        with tempfile.TemporaryDirectory(prefix="report-", dir=tmp_dir) as folder:
+            png = write_report(verdict, thumbnails, Path(folder), name="report.png").read_bytes()
+    except Exception:
+        log.exception("drawing the report of %s failed", verdict.file_name)
+        return None
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def _renamed(value, server_path: str, filename: str):

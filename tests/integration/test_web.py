@@ -1,6 +1,7 @@
 """The JSON API with real uploads, and the upload page in a real headless browser."""
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -63,9 +64,35 @@ def test_classify_returns_the_cli_json(server, face_clip):
     assert response.status_code == 200, response.text
     body = response.json()
     assert {"path", "verdict", "p_fake", "per_model", "tracks", "n_frames", "n_faces"} <= set(body)
-    assert body["path"] == "astronaut.mp4" and body["verdict"] in ("REAL", "FAKE") and body["n_faces"] == 3
+    assert body["path"] == body["file_name"] == "astronaut.mp4" and body["verdict"] in ("REAL", "FAKE")
+    assert body["n_faces"] == 3 and body["band"] and body["explanation"] and "report_png" not in body
     assert len(body["thumbnails"]) == 3 and body["thumbnails"][0].startswith("data:image/jpeg;base64,")
     assert list(uploads.iterdir()) == []
+
+
+def test_report_flag_returns_the_report_png_and_keeps_no_file(server, face_clip):
+    client, uploads = server
+    body = post(client, face_clip, filename="mine.mp4", report="true").json()
+    assert body["file_name"] == "mine.mp4" and "thumbnails" not in body
+    assert body["report_png"].startswith("data:image/png;base64,")
+    png = cv2.imdecode(np.frombuffer(base64.b64decode(body["report_png"].split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
+    assert png is not None and png.shape[1] >= 800
+    assert list(uploads.iterdir()) == []  # neither the upload nor the report's temporary folder is left
+
+
+def test_limits_and_model_card(server, tmp_path):
+    client, _ = server
+    limits = client.get("/api/v1/limits").json()
+    assert limits["max_upload_mb"] == 2 and ".mp4" in limits["video_formats"] and ".png" in limits["image_formats"]
+    assert limits["sampling"] == "every 10th frame" and limits["uploads_kept"] is False
+    assert limits["model_card"] is None  # the test ensemble has no card beside it
+    assert client.get("/model-card").status_code == 404
+    shipped = create_app(Ensemble.load(device="cpu"), ServerConfig(tmp_dir=tmp_path / "u"))
+    with TestClient(shipped) as shipped_client:
+        assert shipped_client.get("/api/v1/limits").json()["model_card"] == "/model-card"
+        card = shipped_client.get("/model-card")
+        assert card.status_code == 200 and card.headers["content-type"].startswith("text/plain")
+        assert card.text == (ROOT / "models" / "weights" / "MODEL_CARD.md").read_text(encoding="utf-8")
 
 
 def test_no_face(server, faceless_clip):
@@ -445,29 +472,207 @@ def test_serve_on_a_busy_port_says_so_and_exits_nonzero(small_ensemble, tmp_path
 
 
 # -- a real browser ----------------------------------------------------------------------------
-def test_upload_page_in_headless_chromium(live_server, face_clip, tmp_path):
-    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+BANDS = ("very likely fake", "likely fake", "borderline", "likely real", "very likely real")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium for the module's page tests."""
+    executable = CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
+    if not executable:
         pytest.skip("no chromium on this machine (.ci/run installs it with apt-get)")
     playwright = pytest.importorskip("playwright.sync_api")
-    url, uploads = live_server
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+        browser = p.chromium.launch(executable_path=executable, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page()
-        page.goto(url)
-        assert page.title() == "Deepfake detector"
-        page.set_input_files("#file-input", str(face_clip))
-        with page.expect_response("**/api/v1/classify*", timeout=90_000) as answer:
-            page.click("#submit")
-        warnings = answer.value.json().get("warnings") or []
-        page.wait_for_selector("#result:not([hidden])", timeout=90_000)
-        assert page.inner_text("#verdict") in ("REAL", "FAKE")
-        # the verdict's warnings (a 2-second clip gives few faces: low evidence) show under the verdict line
-        assert page.locator("#warnings li").all_inner_texts() == warnings
-        assert page.locator("#warnings").is_visible() == bool(warnings)
-        assert "p_fake" in page.inner_text("#p-fake")
-        assert page.locator("#faces img").count() == 3
-        assert page.locator("#timeline svg polyline").count() >= 1
-        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+        yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory) -> Path:
+    """Where the page tests put full-page screenshots: $WEB_SCREENSHOTS (to look at them), else a temp dir."""
+    folder = Path(os.environ.get("WEB_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def eager_server(ensemble, tmp_path_factory):
+    """The test ensemble deciding at threshold 0.01 (any face makes FAKE), with a 7 MB upload limit."""
+    uploads = tmp_path_factory.mktemp("eager") / "uploads"
+    with running(create_app(ensemble.with_threshold(0.01), ServerConfig(max_upload_mb=7, tmp_dir=uploads))) as url:
+        yield url, uploads
+
+
+@pytest.fixture(scope="module")
+def shipped_server(tmp_path_factory):
+    """The shipped models (models/weights), with their model card, and the default upload limit."""
+    uploads = tmp_path_factory.mktemp("shipped") / "uploads"
+    with running(create_app(Ensemble.load(device="cpu"), ServerConfig(tmp_dir=uploads))) as url:
+        yield url, uploads
+
+
+def analyse(browser, url: str, media: Path, name: str | None = None):
+    """Open the page, upload `media` (as `name`), wait for the result or the error; (page, response JSON)."""
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.goto(url)
+    assert page.title() == "Deepfake detector"
+    page.wait_for_function("document.getElementById('max-upload').textContent !== '…'")  # the limits arrived
+    page.set_input_files("#file-input", str(media) if name is None else
+                         {"name": name, "mimeType": "video/mp4", "buffer": media.read_bytes()})
+    with page.expect_response("**/api/v1/classify*", timeout=300_000) as answer:
+        page.click("#submit")
+    page.wait_for_selector("#result:not([hidden]), #error:not([hidden])", timeout=60_000)
+    return page, answer.value.json()
+
+
+def downloaded_json(page) -> dict:
+    with page.expect_download() as download:
+        page.click("#download-json")
+    return json.loads(Path(download.value.path()).read_text(encoding="utf-8"))
+
+
+def downloaded_report(page) -> np.ndarray:
+    href = page.get_attribute("#download-report", "href")
+    assert href.startswith("data:image/png;base64,")
+    with page.expect_download() as download:
+        page.click("#download-report")
+    png = Path(download.value.path()).read_bytes()
+    assert png == base64.b64decode(href.split(",", 1)[1]) and download.value.suggested_filename.endswith(".png")
+    return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+
+
+def check_scored_page(page, body: dict) -> None:
+    """What every FAKE or REAL page shows: verdict and band, file, explanation and evidence, a legend entry per
+    person (its description) plus the threshold, a labelled time axis, the faces named, the downloads."""
+    assert page.inner_text("#verdict") == body["verdict"] and page.inner_text("#band") == body["band"] in BANDS
+    assert page.inner_text("#p-fake") == f"p_fake {body['p_fake']:.2f} · threshold {body['threshold']:.2f}"
+    assert page.inner_text("#explain") == body["explanation"]
+    assert body["evidence"] in page.inner_text("#evidence")
+    if body["decided_by"]:
+        assert f"Decided by {body['decided_by']}" in page.inner_text("#explain")
+    legend = page.locator("#legend li").all_inner_texts()
+    persons = sorted(body["tracks"], key=lambda t: int(t["label"].split()[-1]))
+    assert legend[:len(persons)] == [t["description"] for t in persons]
+    assert legend[len(persons)].startswith("right edge: a counted person's score over the whole clip")
+    assert legend[len(persons) + 1].startswith(f"threshold {body['threshold']:.2f}")
+    assert page.locator("#timeline .person-score").count() == sum(t["counted"] for t in body["tracks"])
+    low = sum(f["low_confidence"] for f in body["faces"])
+    assert (LOW in legend) == (low > 0) and page.locator("#timeline .low-confidence").count() == low
+    decided = [t for t in body["tracks"] if t["track"] == body["deciding_track"]]
+    assert page.locator("#legend li.decided").all_inner_texts() == [t["description"] for t in decided]
+    svg = page.text_content("#timeline svg")
+    assert "0 s" in svg and f"threshold {body['threshold']:.2f}" in svg and "time in the clip" in svg
+    captions = page.locator("#faces figcaption").all_inner_texts()
+    names = {t["track"]: t["label"] for t in body["tracks"]}
+    assert captions == [f"{names[f['track']]}\n{f['timestamp']:.1f} s · {f['p_fake']:.2f}" for f in body["faces"]]
+    assert page.locator("#faces .face.decided").count() == sum(
+        f["track"] == body["deciding_track"] for f in body["faces"])
+    assert page.locator("#faces img").count() == body["n_faces"]
+    saved = downloaded_json(page)
+    assert saved == {k: v for k, v in body.items() if k not in ("thumbnails", "report_png")}
+    assert downloaded_report(page).shape[1] >= 800
+
+
+LOW = "low-confidence detection (may not be a face)"
+
+
+def test_page_shows_a_fake_verdict_and_who_decided(browser, eager_server, face_clip, screenshots):
+    url, uploads = eager_server
+    page, body = analyse(browser, url, face_clip)
+    assert body["verdict"] == "FAKE"
+    check_scored_page(page, body)
+    assert page.inner_text("#file-line") == "astronaut.mp4 · 2.0 s video"
+    limits = page.inner_text("#limits")  # the server's own limit (7 MB here), formats, time, privacy
+    assert "up to 7 MB" in limits and ".mp4" in limits and ".jpg" in limits and "3–5 s" in limits
+    assert "deleted from the server as soon as it has been analysed" in limits
+    assert not page.locator("#model-card-link").is_visible()  # the test ensemble has no model card
+    assert page.locator("#warnings li").all_inner_texts() == body["warnings"]  # low evidence: 3 faces
+    assert page.locator("#per-model td:first-child").all_inner_texts() == ["lenet", "minivgg"]
+    page.screenshot(path=str(screenshots / "fake.png"), full_page=True)
+    page.close()
+    assert list(uploads.iterdir()) == []
+
+
+def test_page_shows_a_real_verdict_with_the_shipped_models(browser, shipped_server, face_clip, screenshots):
+    url, uploads = shipped_server
+    page, body = analyse(browser, url, face_clip)
+    assert body["verdict"] == "REAL" and body["per_model"]["mouth motion"] is None  # 3 faces: too few to judge
+    check_scored_page(page, body)
+    rows = dict(zip(page.locator("#per-model td:first-child").all_inner_texts(),
+                    page.locator("#per-model td:last-child").all_inner_texts()))
+    assert rows["mouth motion"].startswith("abstained") and rows["lenet"] == f"{body['per_model']['lenet']:.3f}"
+    assert "up to 200 MB" in page.inner_text("#limits") and "right 69% of the time" in page.inner_text("#limits")
+    card = page.locator("#model-card-link")
+    assert card.is_visible()
+    assert "# Model card" in page.request.get(url + card.get_attribute("href")).text()
+    page.screenshot(path=str(screenshots / "real.png"), full_page=True)
+    page.close()
+    assert list(uploads.iterdir()) == []
+
+
+def test_page_shows_a_dfdc_fake_and_the_person_not_counted(browser, shipped_server, screenshots):
+    clip = shared_data("dfdc_videos", "widuwuoiur.mp4")
+    url, uploads = shipped_server
+    page, body = analyse(browser, url, clip)
+    assert body["verdict"] == "FAKE" and body["band"] == "likely fake"
+    check_scored_page(page, body)
+    assert page.inner_text("#file-line") == "widuwuoiur.mp4 · 10.0 s video"
+    not_counted = page.locator("#legend li.not-counted").all_inner_texts()
+    assert len(not_counted) == 1 and "not counted: seen in too few sampled frames" in not_counted[0]
+    assert page.locator("#faces .face.not-counted").count() == 1
+    page.screenshot(path=str(screenshots / "fake_dfdc.png"), full_page=True)
+    page.close()
+    assert list(uploads.iterdir()) == []
+
+
+def test_page_shows_one_message_when_no_face_is_found(browser, eager_server, faceless_clip, screenshots):
+    url, uploads = eager_server
+    page, body = analyse(browser, url, faceless_clip)
+    assert body["verdict"] == "NO_FACE"
+    assert page.inner_text("#verdict") == "NO_FACE" and page.inner_text("#band") == ""
+    message = page.locator("#explain")
+    assert message.is_visible() and message.inner_text() == body["explanation"]
+    assert message.inner_text().startswith("No face was found")
+    for section in ("#timeline-section", "#faces-section", "#per-model-section", "#evidence"):
+        assert not page.locator(section).is_visible(), section
+    assert downloaded_json(page)["verdict"] == "NO_FACE"
+    page.screenshot(path=str(screenshots / "no_face.png"), full_page=True)
+    page.close()
+    assert list(uploads.iterdir()) == []
+
+
+def test_page_shows_the_error_of_a_refused_upload(browser, eager_server, tmp_path, screenshots):
+    url, uploads = eager_server
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("just text, not a video\n" * 100)
+    page, body = analyse(browser, url, text_file, name="clip.mp4")
+    assert body["error"]["status"] == 415
+    assert page.locator("#error").is_visible() and not page.locator("#result").is_visible()
+    assert page.inner_text("#error") == body["error"]["message"]
+    assert page.inner_text("#error").startswith("clip.mp4: not a readable video or image")
+    page.screenshot(path=str(screenshots / "error.png"), full_page=True)
+    # a file over the server's limit is refused in the page, before any upload
+    big = tmp_path / "big.mp4"
+    big.write_bytes(b"\0" * (8 * 2**20))
+    page.set_input_files("#file-input", str(big))
+    assert page.inner_text("#error") == "big.mp4 is 8 MB, over this server's 7 MB limit"
+    assert page.locator("#submit").is_disabled()
+    page.close()
+    assert list(uploads.iterdir()) == []
+
+
+def test_upload_page_in_headless_chromium(browser, live_server, face_clip):
+    """The page on a server with the default settings: verdict, warnings, faces and timeline."""
+    url, uploads = live_server
+    page, body = analyse(browser, url, face_clip)
+    assert page.inner_text("#verdict") in ("REAL", "FAKE")
+    # the verdict's warnings (a 2-second clip gives few faces: low evidence) show under the verdict line
+    assert page.locator("#warnings li").all_inner_texts() == body["warnings"]
+    assert page.locator("#warnings").is_visible() == bool(body["warnings"])
+    assert "p_fake" in page.inner_text("#p-fake")
+    assert page.locator("#faces img").count() == 3
+    assert page.locator("#timeline svg polyline").count() >= 1
+    page.close()
     assert list(uploads.iterdir()) == []

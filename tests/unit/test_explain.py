@@ -102,3 +102,16 @@ def test_the_evidence_says_how_frames_were_sampled(sampling, expected):
     verdict = verdict_of(ensemble(threshold=0.5), [live_track()], [0.2])
     assert expected in evidence_words(replace(verdict, duration=75.0), sampling)
     assert "of a 1 min 15.0 s clip" in evidence_words(replace(verdict, duration=75.0), sampling)
+
+
+def test_a_verdict_raised_by_the_mouth_motion_check_says_so():
+    from tests.unit.test_mouth_motion import MOTION, talking
+
+    model = ensemble(threshold=0.5, mouth_motion=MOTION)
+    still = explained(verdict_of(model, [talking(mouth=0.002)], [0.2]))
+    assert still.verdict == "FAKE"
+    assert "Its score comes from the mouth-motion check" in still.explanation and "nets alone give 0.20" in \
+        still.explanation
+    assert still.tracks[0].description.endswith("(from its mouth motion), decided the verdict")
+    speaking = explained(verdict_of(model, [talking(mouth=0.08)], [0.2]))
+    assert "mouth-motion" not in speaking.explanation and "mouth motion" not in speaking.tracks[0].description
