@@ -18,7 +18,7 @@ def low_evidence_note(media_type: str, deciding_faces: int) -> str:
         return ""
     faces = f"{deciding_faces} scored face" + ("" if deciding_faces == 1 else "s")
     return (f"low evidence: the verdict rests on {faces} of the deciding person ({MIN_EVIDENCE_FACES} or more wanted;"
-            f" a longer clip or denser sampling, e.g. --every 5, gives more)")
+            f" a longer clip gives more, as does denser sampling with classify-video --every 5)")
 
 
 @dataclass(frozen=True)
