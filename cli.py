@@ -210,6 +210,10 @@ def parse_json_object(ctx, param, value):
               help="Where the FAKE training faces come from: the cache's FAKE faces; self-blended images of its REAL "
                    "faces (each real also blended into a pseudo-fake, needs MTCNN landmarks); or both. Validation "
                    "and test always use the cache's labels.")
+@click.option("--blend-outlines", type=click.Path(path_type=Path), default=None,
+              help="Blend self-blends through these dense face outlines (npz of bench/dense_landmarks.py outlines: "
+                   "MediaPipe's face oval of each REAL crop) instead of the 5-point hull; crops it lacks keep the "
+                   "5-point hull.")
 @click.option("--split", "fractions", default="0.7,0.15,0.15", show_default=True, callback=parse_fractions,
               help="Train,val,test fractions of the groups.")
 @click.option("--split-file", type=click.Path(path_type=Path), default=None,
@@ -248,6 +252,8 @@ def train(quiet, **options):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--size", "input_size", type=click.IntRange(16, 1024), default=112, show_default=True,
               help="Image side, as a net's input size (lenet 64, minivgg 96, resnet 112).")
+@click.option("--blend-outlines", type=click.Path(path_type=Path), default=None,
+              help="Dense face outlines to blend through, as for train --blend-outlines.")
 def self_blend_grid(**options):
     """Write a PNG grid of REAL faces, their blend masks and self-blended pseudo-fakes (what --fakes
     self-blend trains on)."""

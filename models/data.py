@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -87,10 +88,16 @@ def points_to_input(points, crop_box, crop_size: int, preprocess: Preprocess) ->
     points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     x1, y1, x2, y2 = (float(v) for v in crop_box)
     to_crop = np.array([crop_size / (x2 - x1), crop_size / (y2 - y1)])
-    in_crop = (points - (x1, y1) + 0.5) * to_crop - 0.5
+    return crop_points_to_input((points - (x1, y1) + 0.5) * to_crop - 0.5, crop_size, preprocess)
+
+
+def crop_points_to_input(points, crop_size: int, preprocess: Preprocess) -> np.ndarray:
+    """Pixel (x, y) points of a stored crop_size x crop_size crop -> pixels of `preprocess.crop_resize`'s
+    image of it (the second step of `points_to_input`), float32 (N, 2)."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     side = max(1, int(round(crop_size * preprocess.face_fraction)))
     offset = (crop_size - side) // 2
-    return ((in_crop - offset + 0.5) * (preprocess.input_size / side) - 0.5).astype(np.float32)
+    return ((points - offset + 0.5) * (preprocess.input_size / side) - 0.5).astype(np.float32)
 
 
 def landmarks_of(rows: pd.DataFrame, cache_dir: Path, preprocess: Preprocess) -> np.ndarray:
@@ -118,6 +125,46 @@ def landmarks_of(rows: pd.DataFrame, cache_dir: Path, preprocess: Preprocess) ->
             raise DataError(f"{where}: unreadable landmarks {text!r} ({exc})") from None
         mapped[index] = points_to_input(points, box, crop_size, preprocess)
     return mapped
+
+
+def outlines_of(rows: pd.DataFrame, cache_dir: Path, preprocess: Preprocess, path: Path) -> np.ndarray:
+    """float32 (N, K, 2): every row's dense face outline in the pixels of `preprocess.crop_resize`'s image,
+    from an outlines file; NaN for a crop the file does not list or where it found no face.
+
+    The file (npz, written by `bench/dense_landmarks.py outlines`) holds `crop_path` (N strings, as in the
+    manifest), `points` (float32 (N, K, 2), pixel (x, y) in the stored crop, NaN where no face was found)
+    and optionally `cache`, the name of the cache directory it was made for. UsageError when the file is
+    missing; DataError when it is unreadable, malformed or made for another cache.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--blend-outlines {path}: no such file (make it with `bench/dense_landmarks.py "
+                         "outlines`, see the README)")
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            crop_paths, points = saved["crop_path"].astype(str), saved["points"].astype(np.float32)
+            cache = str(saved["cache"]) if "cache" in saved.files else None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: not a readable outlines file ({exc!r}); it needs crop_path and points "
+                        "arrays (bench/dense_landmarks.py outlines writes one)") from None
+    if points.ndim != 3 or points.shape[1] < 3 or points.shape[2] != 2 or len(points) != len(crop_paths):
+        raise DataError(f"{path}: points of shape {points.shape} for {len(crop_paths)} crop paths; expected "
+                        "(crops, K >= 3, 2)")
+    if cache is not None and cache != cache_dir.name:
+        raise DataError(f"{path}: made for the face cache {cache!r}, not {cache_dir.name!r} (another detector "
+                        "or crop geometry): build it for this cache")
+    position = {crop_path: index for index, crop_path in enumerate(crop_paths)}
+    crop_size = cache_crop_size(cache_dir)
+    mapped = np.full((len(rows), points.shape[1], 2), np.nan, dtype=np.float32)
+    for index, crop_path in enumerate(rows["crop_path"].astype(str)):
+        if crop_path in position:
+            mapped[index] = crop_points_to_input(points[position[crop_path]], crop_size, preprocess)
+    return mapped
+
+
+def has_outline(outlines: np.ndarray) -> np.ndarray:
+    """bool (N,): which rows of `outlines_of`'s array hold an outline (all points finite)."""
+    return np.isfinite(outlines).all(axis=(1, 2))
 
 
 def cache_crop_size(cache_dir: Path) -> int:
@@ -183,13 +230,15 @@ class FaceDataset(Dataset):
       self-blend  the REAL images only, each twice: as itself (REAL) and self-blended (FAKE);
       both        the images with their own labels, plus a self-blend (FAKE) of each REAL one.
     Self-blends need `landmarks` (N, 5, 2) in the images' pixels (and take `pictures`, see
-    `picture_boxes_of`, to keep the blend off the padding), and are made when a sample is read,
+    `picture_boxes_of`, to keep the blend off the padding, and `outlines` (N, K, 2), see `outlines_of`, to
+    blend through a dense face outline where one is finite), and are made when a sample is read,
     from a generator seeded by (seed, epoch, image index): the same run makes the same pseudo-fakes, in
     any order and any worker. Call `set_epoch` before each epoch. Augmentation applies after blending.
     """
 
     def __init__(self, images: torch.Tensor, labels: np.ndarray, augment=None, fakes: str = "dataset",
-                 landmarks: np.ndarray | None = None, seed: int = 0, pictures: np.ndarray | None = None):
+                 landmarks: np.ndarray | None = None, seed: int = 0, pictures: np.ndarray | None = None,
+                 outlines: np.ndarray | None = None):
         if fakes not in FAKE_SOURCES:
             raise UsageError(f"unknown fake source {fakes!r}; choose one of: {', '.join(FAKE_SOURCES)}")
         labels = np.asarray(labels, dtype=np.float32)
@@ -202,6 +251,9 @@ class FaceDataset(Dataset):
         self.augment = augment
         self.fakes, self.landmarks, self.seed, self.epoch = fakes, landmarks, seed, 0
         self.pictures = pictures  # (N, 4) where the frame lies in each image: blends stay off the padding
+        if outlines is not None and len(outlines) != len(images):
+            raise UsageError(f"{len(outlines)} outlines for {len(images)} images")
+        self.outlines = outlines  # (N, K, 2) dense face outlines (NaN: blend through the 5-point hull)
         # sample k: image `self.sources[k]`, self-blended when `self.blended[k]`
         self.sources = np.concatenate([own, blended]).astype(np.int64)
         self.blended = np.concatenate([np.zeros(len(own), bool), np.ones(len(blended), bool)])
@@ -218,7 +270,9 @@ class FaceDataset(Dataset):
         image = self.images[source]
         if self.blended[index]:
             picture = None if self.pictures is None else self.pictures[source]
-            image, _ = self_blend(image, self.landmarks[source], sample_rng(self.seed, self.epoch, source), picture)
+            outline = None if self.outlines is None else self.outlines[source]
+            image, _ = self_blend(image, self.landmarks[source], sample_rng(self.seed, self.epoch, source), picture,
+                                  outline)
         if self.augment is not None:
             image = self.augment(image)
         return image, self.labels[index]

@@ -12,9 +12,10 @@ one forger's artefacts:
 * the target is the real face itself, untouched, so the blend equals the real outside the mask: a real
   and its own blend differ only where a swap would (SBI gets the same by returning its transformed
   target as the real);
-* the mask is a face-shaped hull placed by the five MTCNN landmarks (see `face_hull`), randomly scaled
-  and elastically deformed, blurred twice with random Gaussian kernels, and multiplied by a blend ratio
-  drawn from {0.25, 0.5, 0.75, 1, 1, 1};
+* the mask is a face-shaped hull placed by the five MTCNN landmarks (see `face_hull`), or the convex
+  hull of a dense face outline when one is given (`outline_hull`, e.g. MediaPipe's face oval), randomly
+  scaled and elastically deformed, blurred twice with random Gaussian kernels, and multiplied by a
+  blend ratio drawn from {0.25, 0.5, 0.75, 1, 1, 1};
 * blended = source * mask + target * (1 - mask).
 
 Everything random comes from the numpy Generator passed in: the same generator state gives the same
@@ -73,6 +74,27 @@ def face_hull(landmarks, rng: np.random.Generator) -> np.ndarray:
     template = centre + (template - centre) * rng.uniform(0.9, 1.1, size=2)
     outline = eyes_mid + template[:, :1] * across + template[:, 1:] * down
     return cv2.convexHull(outline.astype(np.float32)).reshape(-1, 2)
+
+
+def outline_hull(outline, landmarks, rng: np.random.Generator) -> np.ndarray:
+    """The convex hull (K, 2) of a dense face outline, randomly grown or shrunk as `face_hull` does.
+
+    `outline`: (K, 2) pixel (x, y) points around the face (e.g. the face mesh's FACE_OVAL, which reaches
+    the forehead); `landmarks`: the five points of `face_hull`, which give the directions across the face
+    (the eye line) and along it. The hull is scaled about the outline's centre by independent random
+    factors in [0.9, 1.1] in those two directions. It draws what `face_hull` draws (the forehead coin goes
+    unused), so the rest of a pseudo-fake made from the same generator is the same with either hull.
+    """
+    points = np.asarray(outline, dtype=np.float64).reshape(-1, 2)
+    marks = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
+    rng.random()  # face_hull's forehead coin
+    factors = rng.uniform(0.9, 1.1, size=2)
+    across = marks[1] - marks[0]
+    across = across / np.linalg.norm(across) if np.linalg.norm(across) > 0 else np.array([1.0, 0.0])
+    axes = np.stack([across, (-across[1], across[0])])  # rows: across, along (a rotation)
+    centre = points.mean(axis=0)
+    scaled = centre + ((points - centre) @ axes.T * factors) @ axes
+    return cv2.convexHull(scaled.astype(np.float32)).reshape(-1, 2)
 
 
 def _odd(value: float) -> int:
@@ -178,13 +200,15 @@ def inside_picture(shape: tuple[int, int], picture) -> np.ndarray:
     return rows[:, None] * columns[None, :]
 
 
-def self_blend(image, landmarks, rng: np.random.Generator, picture=None):
+def self_blend(image, landmarks, rng: np.random.Generator, picture=None, outline=None):
     """(blended image, mask): a self-blended pseudo-fake of one real face.
 
     `image`: uint8 RGB, (3, H, W) or (H, W, 3), a numpy array or a CPU tensor (as `FaceDataset` holds).
     `landmarks`: (5, 2) pixel (x, y) in that image (see `face_hull`). The blended image has the input's
     type, layout and dtype; the mask is float32 (H, W) in [0, 1] (a tensor for a tensor input), already
     multiplied by the blend ratio. Outside the mask the blended image equals `image`.
+    `outline` ((K, 2) pixel points around the face, or None): when given and finite, the mask follows it
+    (`outline_hull`); else the five points' face outline (`face_hull`).
     `picture` (x1, y1, x2, y2 pixel edges, or None): where the frame itself lies in the image; the mask is
     cut to it, so that the black padding of a crop that left the frame is never blended (a shortcut no
     real fake has: 34% of pseudo-fakes of DFDC crops changed padding pixels before this).
@@ -197,7 +221,8 @@ def self_blend(image, landmarks, rng: np.random.Generator, picture=None):
     channels_first = array.shape[0] == 3 and array.shape[2] != 3
     target = np.ascontiguousarray(array.transpose(1, 2, 0) if channels_first else array).astype(np.float32)
 
-    hull = face_hull(landmarks, rng)
+    dense = outline is not None and len(outline) >= 3 and bool(np.isfinite(outline).all())
+    hull = outline_hull(outline, landmarks, rng) if dense else face_hull(landmarks, rng)
     mask = blend_mask(target.shape[:2], hull, rng)
     source = change_frequency(shift_colour(target, rng), rng)
     source, mask = misalign(source, mask, hull, rng)
@@ -222,15 +247,17 @@ def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
 
 
 # -- a picture of what the nets learn from ------------------------------------------------------------
-def write_self_blend_grid(faces: Path, out: Path, n: int = 8, seed: int = 0, input_size: int = 112) -> Path:
+def write_self_blend_grid(faces: Path, out: Path, n: int = 8, seed: int = 0, input_size: int = 112,
+                          blend_outlines: Path | None = None) -> Path:
     """A PNG of `n` REAL faces of a face cache (drawn with `seed`): real, mask, self-blended, and the
-    difference (x3), at the nets' input size `input_size`. Returns `out`."""
+    difference (x3), at the nets' input size `input_size`; blended through the dense outlines of the file
+    `blend_outlines` where it has one (as `train --blend-outlines`). Returns `out`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from models.data import CLASSES, Preprocess, landmarks_of, picture_boxes_of, read_crop
+    from models.data import CLASSES, Preprocess, landmarks_of, outlines_of, picture_boxes_of, read_crop
     from pipeline.cache import load_manifest, write_atomic
     from pipeline.errors import DataError
 
@@ -243,12 +270,15 @@ def write_self_blend_grid(faces: Path, out: Path, n: int = 8, seed: int = 0, inp
     preprocess = Preprocess(input_size)
     landmarks = landmarks_of(picked, cache_dir, preprocess)
     pictures = picture_boxes_of(picked, cache_dir, preprocess)
+    outlines = None if blend_outlines is None else outlines_of(picked, cache_dir, preprocess, blend_outlines)
 
     columns = ("real", "mask", "self-blended", "|difference| x3")
     figure, axes = plt.subplots(len(picked), 4, figsize=(8, 2.1 * len(picked)), squeeze=False)
     for row, (crop_file, marks) in enumerate(zip(picked["crop_file"], landmarks)):
         real = read_crop(crop_file, preprocess).permute(1, 2, 0).numpy()
-        blended, mask = self_blend(real, marks, sample_rng(seed, 0, row), None if pictures is None else pictures[row])
+        outline = None if outlines is None else outlines[row]
+        blended, mask = self_blend(real, marks, sample_rng(seed, 0, row), None if pictures is None else pictures[row],
+                                   outline)
         difference = np.clip(np.abs(blended.astype(np.int16) - real.astype(np.int16)) * 3, 0, 255).astype(np.uint8)
         for column, picture in enumerate((real, mask, blended, difference)):
             axis = axes[row, column]
@@ -258,7 +288,11 @@ def write_self_blend_grid(faces: Path, out: Path, n: int = 8, seed: int = 0, inp
             if row == 0:
                 axis.set_title(columns[column], fontsize=9)
         axes[row, 0].plot(marks[:, 0], marks[:, 1], "c.", markersize=3)
-        axes[row, 1].set_xlabel(f"ratio {mask.max():.2f}", fontsize=7)
+        dense = outline is not None and bool(np.isfinite(outline).all())
+        if dense:
+            axes[row, 0].plot(outline[:, 0], outline[:, 1], "m.", markersize=2)
+        hull_name = "" if outlines is None else ("dense outline, " if dense else "5-point hull, ")
+        axes[row, 1].set_xlabel(f"{hull_name}ratio {mask.max():.2f}", fontsize=7)
         axes[row, 0].set_ylabel(Path(crop_file).parent.name, fontsize=7)
     figure.suptitle(f"self-blended images from {cache_dir.name} (seed {seed}, {input_size} px)", fontsize=10)
     figure.tight_layout()

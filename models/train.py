@@ -8,7 +8,8 @@ scored once on the test split (metrics.json "test", roc_test.png).
 The FAKE training samples come from the cache's labels (`fakes="dataset"`), from self-blended images of
 its REAL faces (`"self-blend"`, models/selfblend.py), or from both. Validation and test are always scored
 on the cache's own REAL and FAKE faces; with self-blends, each epoch also scores the validation REAL
-faces against their self-blends ("val_self_blend" in metrics.json).
+faces against their self-blends ("val_self_blend" in metrics.json). Self-blends are blended through the
+five landmarks' face outline, or (`blend_outlines`) through dense face outlines where a file has one.
 
 Under `torchrun --nproc-per-node N` (models/distributed.py) the same loop runs in N processes with
 DistributedDataParallel: each trains on its share of one seeded order of the training set (a batch of
@@ -38,8 +39,8 @@ from tqdm import tqdm
 
 from models.checkpoint import Checkpoint, load_checkpoint, make_checkpoint, save_checkpoint
 from models.data import (CLASSES, FAKE_SOURCES, FaceDataset, PairedShuffle, Preprocess, build_augment,
-                         labelled_faces, labels_of, landmarks_of, load_crops, parse_augment,
-                         picture_boxes_of)
+                         has_outline, labelled_faces, labels_of, landmarks_of, load_crops, outlines_of,
+                         parse_augment, picture_boxes_of)
 from models.distributed import DistributedShuffle, World, process_device, process_group, sync_buffers
 from models.metrics import binary_metrics, describe, frame_and_video_metrics
 from models.plots import plot_curves, plot_roc
@@ -72,6 +73,7 @@ class TrainConfig:
     augment: str = "all"
     balance: str = "loss"  # loss: positive-class weight in the loss; sampler: weighted sampling; none
     fakes: str = "dataset"  # dataset: the cache's FAKE faces; self-blend: self-blends of its REAL faces; both
+    blend_outlines: Path | None = None  # dense face outlines (npz) to blend through; None: the 5-point hull
     fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
     split_file: Path | None = None
     seed: int = 0
@@ -98,6 +100,8 @@ class TrainConfig:
         if self.fakes != "dataset" and self.balance == "sampler":
             raise UsageError(f"--balance sampler draws faces one by one and would part a real from its own "
                              f"self-blend; with --fakes {self.fakes} use --balance loss or none")
+        if self.blend_outlines is not None and self.fakes == "dataset":
+            raise UsageError("--blend-outlines shapes self-blends: use it with --fakes self-blend or both")
         if self.limit is not None and self.limit < 3:
             raise UsageError(f"--limit must be at least 3 faces, got {self.limit}")
         check_fractions(tuple(self.fractions))
@@ -119,7 +123,7 @@ class TrainConfig:
     def from_dict(cls, saved: dict) -> "TrainConfig":
         """The config saved in a run (extra keys such as cache_dir are ignored)."""
         fields = {key: saved[key] for key in cls.__dataclass_fields__ if key in saved}
-        for key in ("faces", "run_dir", "split_file", "init_from"):
+        for key in ("faces", "run_dir", "split_file", "init_from", "blend_outlines"):
             if fields.get(key) is not None:
                 fields[key] = Path(fields[key])
         fields["fractions"] = tuple(fields["fractions"])
@@ -241,12 +245,14 @@ def train_processes(config: TrainConfig, world: World, device: torch.device, pro
     if start is not None:
         model.load_state_dict(start.state["model"])
     parts = {name: np.flatnonzero(rows["split"].to_numpy() == name) for name in SPLITS}
-    landmarks = pictures = None
+    landmarks = pictures = outlines = None
     if config.fakes != "dataset":  # the REAL faces of train and val are self-blended
         blended = rows.index[(rows["label"] == CLASSES[0]) & rows["split"].isin(["train", "val"])]
         landmarks = np.full((len(rows), 5, 2), np.nan, dtype=np.float32)
         landmarks[blended] = landmarks_of(rows.loc[blended], cache_dir, preprocess)
         pictures = picture_boxes_of(rows, cache_dir, preprocess)  # blends stay off the crops' padding
+    if config.blend_outlines is not None:
+        outlines = blend_outlines_of(rows, blended, cache_dir, preprocess, config.blend_outlines)
     images = load_crops(rows["crop_file"].tolist(), preprocess, threads=threads, progress=progress)
 
     notes = [f"{n_unknown} face(s) with an unknown label left out"] if n_unknown else []
@@ -273,9 +279,10 @@ def train_processes(config: TrainConfig, world: World, device: torch.device, pro
     generator = torch.Generator()  # reseeded every epoch: shuffling and sampling (under torchrun: worker seeds)
     loader = make_loader(images[parts["train"]], labels_of(rows.iloc[parts["train"]]), config, generator, device,
                          landmarks=None if landmarks is None else landmarks[parts["train"]],
-                         pictures=None if pictures is None else pictures[parts["train"]], world=world)
+                         pictures=None if pictures is None else pictures[parts["train"]], world=world,
+                         outlines=None if outlines is None else outlines[parts["train"]])
     y_train = loader.dataset.labels.numpy()
-    notes += fake_source_notes(loader.dataset)
+    notes += fake_source_notes(loader.dataset, config.blend_outlines)
     pos_weight = float((y_train == 0).sum() / max(1, (y_train == 1).sum())) if config.balance == "loss" else 1.0
     criterion = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight, device=device))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -297,9 +304,9 @@ def train_processes(config: TrainConfig, world: World, device: torch.device, pro
         if world.distributed else model
 
     val_rows, val_images = rows.iloc[parts["val"]], images[parts["val"]]
-    val_blends = None if landmarks is None else self_blend_set(images[parts["val"]], labels_of(val_rows),
-                                                               landmarks[parts["val"]], config.seed,
-                                                               None if pictures is None else pictures[parts["val"]])
+    val_blends = None if landmarks is None else self_blend_set(
+        images[parts["val"]], labels_of(val_rows), landmarks[parts["val"]], config.seed,
+        None if pictures is None else pictures[parts["val"]], None if outlines is None else outlines[parts["val"]])
     if val_blends is not None and not len(val_blends[1]):
         val_blends = None  # no REAL validation faces
     for epoch in range(len(history) + 1, config.epochs + 1):
@@ -417,13 +424,13 @@ def starting_checkpoint(config: TrainConfig, rows: pd.DataFrame) -> Checkpoint:
 
 def make_loader(images: torch.Tensor, labels: np.ndarray, config: TrainConfig, generator: torch.Generator,
                 device: torch.device, landmarks: np.ndarray | None = None, world: World = World(),
-                pictures: np.ndarray | None = None) -> DataLoader:
+                pictures: np.ndarray | None = None, outlines: np.ndarray | None = None) -> DataLoader:
     """Augmented training batches, shuffled or (balance=sampler) drawn with class weights; with self-blends
     (`config.fakes`, `landmarks` of the images), each real is followed by its own self-blend. Under torchrun
     (`world`), this process's share of each step of that order, the same in every process (DistributedShuffle,
     call its set_epoch)."""
     dataset = FaceDataset(images, labels, build_augment(parse_augment(config.augment)), fakes=config.fakes,
-                          landmarks=landmarks, seed=config.seed, pictures=pictures)
+                          landmarks=landmarks, seed=config.seed, pictures=pictures, outlines=outlines)
     if world.distributed:
         sampler = DistributedShuffle(lambda order_generator: training_order(dataset, config, order_generator),
                                      len(dataset), world, config.batch_size, seed=config.seed * 1000,
@@ -476,25 +483,47 @@ def prepare_run_dir(config: TrainConfig) -> tuple[TrainConfig, bool]:
 
 
 def self_blend_set(images: torch.Tensor, labels: np.ndarray, landmarks: np.ndarray, seed: int,
-                   pictures: np.ndarray | None = None) -> tuple[torch.Tensor, np.ndarray]:
+                   pictures: np.ndarray | None = None,
+                   outlines: np.ndarray | None = None) -> tuple[torch.Tensor, np.ndarray]:
     """The REAL images and their self-blends (epoch 0: never a training epoch), with labels, for scoring."""
-    dataset = FaceDataset(images, labels, fakes="self-blend", landmarks=landmarks, seed=seed, pictures=pictures)
+    dataset = FaceDataset(images, labels, fakes="self-blend", landmarks=landmarks, seed=seed, pictures=pictures,
+                          outlines=outlines)
     if not len(dataset):
         return torch.empty((0, *images.shape[1:]), dtype=torch.uint8), np.zeros(0, dtype=np.float32)
     return torch.stack([dataset[k][0] for k in range(len(dataset))]), dataset.labels.numpy()
 
 
-def fake_source_notes(dataset: FaceDataset) -> list[str]:
-    """What the training samples of an epoch are, when they are not simply the cache's faces."""
+def fake_source_notes(dataset: FaceDataset, outlines_file: Path | None = None) -> list[str]:
+    """What the training samples of an epoch are, when they are not simply the cache's faces, and which
+    outline the self-blends follow (dense outlines from `outlines_file`, or the five landmarks' hull)."""
     if dataset.fakes == "dataset":
         return []
     n_blends = int(dataset.blended.sum())
     n_real = int((dataset.labels == 0).sum())
     n_fake = len(dataset) - n_real - n_blends
     if dataset.fakes == "self-blend":
-        return [f"fakes: self-blend: {n_real} REAL train faces, each also self-blended as a FAKE "
-                f"({len(dataset)} samples an epoch; the cache's FAKE train faces are not used)"]
-    return [f"fakes: both: {n_real} REAL, {n_fake} FAKE and {n_blends} self-blended train faces an epoch"]
+        notes = [f"fakes: self-blend: {n_real} REAL train faces, each also self-blended as a FAKE "
+                 f"({len(dataset)} samples an epoch; the cache's FAKE train faces are not used)"]
+    else:
+        notes = [f"fakes: both: {n_real} REAL, {n_fake} FAKE and {n_blends} self-blended train faces an epoch"]
+    if dataset.outlines is not None:
+        n_dense = int(has_outline(dataset.outlines[dataset.sources[dataset.blended]]).sum())
+        notes.append(f"blend masks: the dense outline of {outlines_file} for {n_dense} of the {n_blends} "
+                     f"self-blended train faces, the 5-point hull for {n_blends - n_dense} (no outline there)")
+    return notes
+
+
+def blend_outlines_of(rows: pd.DataFrame, blended: pd.Index, cache_dir: Path, preprocess: Preprocess,
+                      path: Path) -> np.ndarray:
+    """(N, K, 2) the dense outlines of the `blended` rows in the net's input pixels (NaN elsewhere and where
+    the file has none); DataError when the file has an outline for none of the REAL train faces."""
+    outlines = outlines_of(rows, cache_dir, preprocess, path)
+    outlines[~rows.index.isin(blended)] = np.nan
+    train_reals = ((rows["label"] == CLASSES[0]) & (rows["split"] == "train")).to_numpy()
+    if not has_outline(outlines[train_reals]).any():
+        raise DataError(f"--blend-outlines {path}: no outline for any of the {int(train_reals.sum())} REAL train "
+                        f"faces of {cache_dir} (a file made for another cache, or the mesh found no face)")
+    return outlines
 
 
 def check_split(rows: pd.DataFrame, fakes: str = "dataset") -> None:

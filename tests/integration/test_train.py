@@ -477,3 +477,64 @@ def test_init_from_refuses_other_net_arguments(lenet_run, astronaut_faces, tmp_p
                  "--net-kwargs", '{"input_size": 32}', "--quiet")
     assert result.exit_code == 2 and "differ from" in result.output, result.output
     assert not (tmp_path / "tuned").exists()
+
+
+# -- dense blend outlines (--blend-outlines) -------------------------------------------------------------
+def write_outlines_file(cache_dir: Path, path: Path, leave_out: int) -> set[str]:
+    """An outlines file for the REAL crops of `cache_dir` but the first `leave_out` (made here, without the
+    face mesh: the five landmarks' hull grown 2.2 times about its centre, in crop pixels, as the outlines
+    step writes them). Returns the crop paths it lists."""
+    manifest, _ = load_manifest(cache_dir)
+    reals = manifest[manifest["label"] == "REAL"].iloc[leave_out:]
+    crop_size = json.loads((cache_dir / "config.json").read_text())["crop_size"]
+    in_crop = landmarks_of(reals, cache_dir, Preprocess(crop_size, face_fraction=1.0))
+    centres = in_crop.mean(axis=1, keepdims=True)
+    np.savez(path, crop_path=reals["crop_path"].to_numpy(str), points=centres + 2.2 * (in_crop - centres),
+             cache=cache_dir.name)
+    return set(reals["crop_path"])
+
+
+def test_blend_outlines_shape_the_self_blends_and_survive_resume(astronaut_faces, tmp_path):
+    outlines = tmp_path / "outlines.npz"
+    listed = write_outlines_file(astronaut_faces, outlines, leave_out=3)
+    run_dir = tmp_path / "mesh"
+    result = cli("train", "--net", "lenet", "--faces", astronaut_faces, "--out", run_dir, "--epochs", 1,
+                 "--batch-size", 8, "--fakes", "self-blend", "--blend-outlines", outlines, "--quiet")
+    assert result.exit_code == 0, result.output
+
+    manifest, _ = load_manifest(astronaut_faces)
+    train_groups = set(pd.read_csv(run_dir / "split.csv", dtype=str).query("split == 'train'")["group"])
+    train_reals = manifest[(manifest["label"] == "REAL") & manifest["group"].isin(train_groups)]
+    n_dense = int(train_reals["crop_path"].isin(listed).sum())
+    note = (f"blend masks: the dense outline of {outlines} for {n_dense} of the {len(train_reals)} self-blended "
+            f"train faces, the 5-point hull for {len(train_reals) - n_dense} (no outline there)")
+    assert note in result.output and note in json.loads((run_dir / "metrics.json").read_text())["notes"]
+    assert json.loads((run_dir / "config.json").read_text())["blend_outlines"] == str(outlines)
+
+    resumed = cli("train", "--resume", "--out", run_dir, "--epochs", 2, "--quiet")  # the run's outlines are kept
+    assert resumed.exit_code == 0, resumed.output
+    assert note in resumed.output
+    saved = torch.load(run_dir / "checkpoint_last.pt", weights_only=True)["train_config"]
+    assert saved["blend_outlines"] == str(outlines) and saved["epochs"] == 2
+
+    grid = cli("self-blend-grid", "--faces", astronaut_faces, "--blend-outlines", outlines, "--out",
+               tmp_path / "grid.png", "--n", 3, "--size", 64)
+    assert grid.exit_code == 0 and (tmp_path / "grid.png").is_file(), grid.output
+
+
+def test_blend_outlines_that_cannot_serve_are_refused_before_anything_is_written(astronaut_faces, tmp_path):
+    train = ("train", "--net", "lenet", "--faces", astronaut_faces, "--out", tmp_path / "run", "--fakes", "both",
+             "--quiet", "--blend-outlines")
+    missing = cli(*train, tmp_path / "missing.npz")
+    assert missing.exit_code == 2 and "missing.npz: no such file" in missing.output
+    (tmp_path / "broken.npz").write_bytes(b"PK not really")
+    broken = cli(*train, tmp_path / "broken.npz")
+    assert broken.exit_code == 1 and "not a readable outlines file" in broken.output
+    np.savez(tmp_path / "other.npz", crop_path=np.array(["faces/elsewhere/f000000_00.jpg"]),
+             points=np.zeros((1, 5, 2), dtype=np.float32))
+    unrelated = cli(*train, tmp_path / "other.npz")
+    assert unrelated.exit_code == 1 and "no outline for any of the" in unrelated.output
+    without_blends = cli("train", "--net", "lenet", "--faces", astronaut_faces, "--out", tmp_path / "run",
+                         "--blend-outlines", tmp_path / "other.npz")
+    assert without_blends.exit_code == 2 and "--fakes self-blend or both" in without_blends.output
+    assert not (tmp_path / "run").exists()

@@ -10,9 +10,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from models.data import FaceDataset, PairedShuffle, Preprocess, picture_boxes_of, points_to_input
-from models.selfblend import face_hull, inside_picture, sample_rng, self_blend
+from models.data import FaceDataset, PairedShuffle, Preprocess, outlines_of, picture_boxes_of, points_to_input
+from models.selfblend import face_hull, inside_picture, outline_hull, sample_rng, self_blend
 from pipeline.crops import cut_square, square_crop_box
+from pipeline.errors import DataError, UsageError
 
 # MTCNN's face box and five landmarks (eyes, nose, mouth corners) in the 512x512 astronaut photo
 ASTRONAUT_BOX = (181.6, 62.54, 267.55, 175.7)
@@ -248,3 +249,118 @@ def test_self_blends_leave_the_padding_black(astronaut, tmp_path):
         assert (blended != image).any()  # the face inside the frame is still blended
         spilled += (unclipped[:, outside] != image[:, outside]).any()
     assert spilled > 0  # without the picture box the blends do reach the padding: the test can fail
+
+
+# -- a dense face outline (e.g. the face mesh's oval) instead of the 5-point hull ------------------------
+def ellipse(centre, half_width: float, half_height: float, k: int = 36) -> np.ndarray:
+    angles = np.linspace(0.0, 2.0 * np.pi, k, endpoint=False)
+    return np.stack([centre[0] + half_width * np.cos(angles), centre[1] + half_height * np.sin(angles)], axis=1)
+
+
+def centroid(mask: np.ndarray) -> np.ndarray:
+    rows, columns = np.mgrid[0 : mask.shape[0], 0 : mask.shape[1]]
+    return np.array([(columns * mask).sum(), (rows * mask).sum()]) / mask.sum()
+
+
+def test_a_dense_outline_moves_the_mask_to_follow_it(astronaut):
+    """An outline lopsided to the image's right (and below the chin) gives masks there, of its size; the same
+    generator with the five points alone gives masks centred on the face."""
+    image, landmarks, (x1, y1, x2, y2) = whole_photo(astronaut)
+    width, height = x2 - x1, y2 - y1
+    centre = np.array([(x1 + x2) / 2 + 0.35 * width, (y1 + y2) / 2 + 0.2 * height])
+    outline = ellipse(centre, 0.5 * width, 0.6 * height)
+    area = np.pi * 0.5 * width * 0.6 * height
+    for seed in range(8):
+        _, five_point = self_blend(image, landmarks, np.random.default_rng(seed))
+        _, dense = self_blend(image, landmarks, np.random.default_rng(seed), outline=outline)
+        inside = (dense > 0).astype(np.float64)
+        assert np.linalg.norm(centroid(inside) - centre) < 0.08 * width, seed
+        assert np.linalg.norm(centroid((five_point > 0).astype(np.float64)) - centre) > 0.25 * width, seed
+        assert 0.6 * area < inside.sum() < 1.3 * area, seed  # scaled by 0.9-1.1, shrunk a little by the blur
+        assert dense.max() == pytest.approx(five_point.max())  # the same draws: the same blend ratio
+
+
+def test_an_outline_that_is_not_finite_falls_back_to_the_five_points(astronaut):
+    image, landmarks = face_as_dataset_holds_it(astronaut)
+    expected = self_blend(image, landmarks, np.random.default_rng(4))
+    one_missing = ellipse((56, 60), 30, 40)
+    one_missing[3] = np.nan
+    for outline in (np.full((36, 2), np.nan, dtype=np.float32), one_missing, None):
+        blended, mask = self_blend(image, landmarks, np.random.default_rng(4), outline=outline)
+        assert np.array_equal(blended, expected[0]) and np.array_equal(mask, expected[1])
+
+
+def test_outline_hulls_are_deterministic_and_draw_what_face_hull_draws(astronaut):
+    image, landmarks = face_as_dataset_holds_it(astronaut)
+    outline = ellipse((56, 62), 32, 42)
+    first = self_blend(image, landmarks, sample_rng(3, 1, 7), outline=outline)
+    again = self_blend(image, landmarks, sample_rng(3, 1, 7), outline=outline)
+    other = self_blend(image, landmarks, sample_rng(3, 2, 7), outline=outline)
+    assert np.array_equal(first[0], again[0]) and np.array_equal(first[1], again[1])
+    assert not np.array_equal(first[0], other[0])
+    after_five, after_dense = np.random.default_rng(9), np.random.default_rng(9)
+    face_hull(landmarks, after_five)
+    outline_hull(outline, landmarks, after_dense)
+    assert after_five.random() == after_dense.random()  # the rest of the pseudo-fake is drawn alike
+
+
+def test_outline_hulls_are_scaled_across_and_along_a_rolled_face():
+    """A face rolled by 30 degrees: the outline's extent along and across the eye line is scaled by 0.9-1.1."""
+    angle = np.radians(30.0)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    upright_marks = np.array([(-20.0, 0.0), (20.0, 0.0), (0.0, 20.0), (-15.0, 35.0), (15.0, 35.0)])
+    upright_outline = ellipse((0.0, 15.0), 40.0, 60.0)
+    marks, outline = upright_marks @ rotation.T + 100, upright_outline @ rotation.T + 100
+    factors = []
+    for seed in range(20):
+        hull = (outline_hull(outline, marks, np.random.default_rng(seed)) - 100) @ rotation  # back upright
+        factors.append(np.ptp(hull, axis=0) / np.ptp(upright_outline, axis=0))
+    factors = np.array(factors)
+    assert factors.min() > 0.9 - 1e-3 and factors.max() < 1.1 + 1e-3
+    assert np.ptp(factors[:, 0]) > 0.05 and np.ptp(factors[:, 0] - factors[:, 1]) > 0.05  # independent factors
+
+
+def write_outlines(path, crop_paths, points, **extra):
+    np.savez(path, crop_path=np.array(crop_paths, dtype=str), points=np.asarray(points, dtype=np.float32), **extra)
+    return path
+
+
+def test_outlines_map_from_crop_pixels_like_the_landmarks(astronaut, tmp_path):
+    """The landmarks written as crop pixels come out of `outlines_of` where `points_to_input` puts them."""
+    cache = tmp_path / "mtcnn-0123456789"
+    cache.mkdir()
+    (cache / "config.json").write_text(json.dumps({"crop_size": 224}))
+    box = square_crop_box(ASTRONAUT_BOX, 0.3)
+    in_crop = points_to_input(ASTRONAUT_LANDMARKS, box, 224, Preprocess(224, face_fraction=1.0))
+    file = write_outlines(tmp_path / "outlines.npz", ["faces/a/f0.jpg", "faces/b/f0.jpg"],
+                          [in_crop, np.full((5, 2), np.nan)], cache="mtcnn-0123456789")
+    rows = pd.DataFrame({"crop_path": ["faces/b/f0.jpg", "faces/a/f0.jpg", "faces/c/f0.jpg"]})
+    mapped = outlines_of(rows, cache, Preprocess(96), file)
+    assert mapped.shape == (3, 5, 2) and np.isnan(mapped[[0, 2]]).all()
+    np.testing.assert_allclose(mapped[1], points_to_input(ASTRONAUT_LANDMARKS, box, 224, Preprocess(96)), atol=1e-3)
+
+    with pytest.raises(UsageError, match="no such file"):
+        outlines_of(rows, cache, Preprocess(96), tmp_path / "missing.npz")
+    (tmp_path / "garbage.npz").write_bytes(b"not a zip file")
+    with pytest.raises(DataError, match="not a readable outlines file"):
+        outlines_of(rows, cache, Preprocess(96), tmp_path / "garbage.npz")
+    np.savez(tmp_path / "no_paths.npz", points=np.zeros((1, 5, 2)))
+    with pytest.raises(DataError, match="not a readable outlines file"):
+        outlines_of(rows, cache, Preprocess(96), tmp_path / "no_paths.npz")
+    with pytest.raises(DataError, match="expected"):
+        outlines_of(rows, cache, Preprocess(96), write_outlines(tmp_path / "flat.npz", ["a"], [[1.0, 2.0]]))
+    with pytest.raises(DataError, match="made for the face cache 'mtcnn-other'"):
+        outlines_of(rows, cache, Preprocess(96), write_outlines(tmp_path / "other.npz", ["a"], [in_crop],
+                                                                cache="mtcnn-other"))
+
+
+def test_the_dataset_blends_through_the_outlines_where_it_has_one(faces):
+    images, labels, landmarks = faces
+    outlines = np.full((6, 36, 2), np.nan, dtype=np.float32)
+    outlines[0] = ellipse((40, 36), 14, 22)  # a small outline off to one side of face 0; the others have none
+    five_point = FaceDataset(images, labels, fakes="self-blend", landmarks=landmarks, seed=3)
+    dense = FaceDataset(images, labels, fakes="self-blend", landmarks=landmarks, seed=3, outlines=outlines)
+    assert not torch.equal(dense[4][0], five_point[4][0])  # face 0's self-blend follows its outline
+    assert all(torch.equal(dense[k][0], five_point[k][0]) for k in (5, 6, 7))  # the others: the 5-point hull
+    with pytest.raises(UsageError, match="5 outlines for 6 images"):
+        FaceDataset(images, labels, fakes="self-blend", landmarks=landmarks, outlines=outlines[:5])
