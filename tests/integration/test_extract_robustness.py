@@ -22,7 +22,7 @@ from pipeline.sample import write_sample_clip
 from tests.conftest import ROOT
 from tests.integration.test_extract import assert_consistent, run_cli
 
-N_CLIPS = 4
+N_CLIPS = 6  # enough left to read after the tests' trigger points that an interrupt cannot miss the run
 CROPS_PER_CLIP = 30  # 4 s at 15 fps, every 2nd frame: about a second of work per clip here
 # detection at 320 px keeps the file short while leaving time to act mid-run
 FAST = ["--every", "2", "--detect-size", "320", "--quiet"]
