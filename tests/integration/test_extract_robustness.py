@@ -22,7 +22,7 @@ from pipeline.sample import write_sample_clip
 from tests.conftest import ROOT
 from tests.integration.test_extract import assert_consistent, run_cli
 
-N_CLIPS = 6  # enough left to read after the tests' trigger points that an interrupt cannot miss the run
+N_CLIPS = 4
 CROPS_PER_CLIP = 30  # 4 s at 15 fps, every 2nd frame: about a second of work per clip here
 # detection at 320 px keeps the file short while leaving time to act mid-run
 FAST = ["--every", "2", "--detect-size", "320", "--quiet"]
@@ -49,12 +49,15 @@ def crops_per_clip(out: Path) -> dict[str, int]:
 @pytest.fixture
 def start():
     """Run a command in a session of its own, as a terminal would (Ctrl-C reaches its whole process
-    group); whatever is left of that group when the test ends (it failed) is killed."""
+    group), with Ctrl-C's default action even when the tests themselves were started in the background
+    (a shell starts background jobs with SIGINT ignored, and children inherit that); whatever is left of
+    that group when the test ends (it failed) is killed."""
     processes = []
 
     def run(command: list[str]) -> subprocess.Popen:
         processes.append(subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                          text=True, start_new_session=True))
+                                          text=True, start_new_session=True,
+                                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)))
         return processes[-1]
 
     yield run
