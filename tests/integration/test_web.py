@@ -578,6 +578,13 @@ def check_scored_page(page, body: dict) -> None:
 LOW = "low-confidence detection (may not be a face)"
 
 
+def finish(page, screenshot: Path, uploads: Path) -> None:
+    """Keep a full-page screenshot to look at, close the page; the server kept nothing of the upload."""
+    page.screenshot(path=str(screenshot), full_page=True)
+    page.close()
+    assert list(uploads.iterdir()) == []
+
+
 def test_page_shows_a_fake_verdict_and_who_decided(browser, eager_server, face_clip, screenshots):
     url, uploads = eager_server
     page, body = analyse(browser, url, face_clip)
@@ -590,9 +597,7 @@ def test_page_shows_a_fake_verdict_and_who_decided(browser, eager_server, face_c
     assert not page.locator("#model-card-link").is_visible()  # the test ensemble has no model card
     assert page.locator("#warnings li").all_inner_texts() == body["warnings"]  # low evidence: 3 faces
     assert page.locator("#per-model td:first-child").all_inner_texts() == ["lenet", "minivgg"]
-    page.screenshot(path=str(screenshots / "fake.png"), full_page=True)
-    page.close()
-    assert list(uploads.iterdir()) == []
+    finish(page, screenshots / "fake.png", uploads)
 
 
 def test_page_shows_a_real_verdict_with_the_shipped_models(browser, shipped_server, face_clip, screenshots):
@@ -609,9 +614,7 @@ def test_page_shows_a_real_verdict_with_the_shipped_models(browser, shipped_serv
     card = page.locator("#model-card-link")
     assert card.is_visible()
     assert "# Model card" in page.request.get(url + card.get_attribute("href")).text()
-    page.screenshot(path=str(screenshots / "real.png"), full_page=True)
-    page.close()
-    assert list(uploads.iterdir()) == []
+    finish(page, screenshots / "real.png", uploads)
 
 
 def test_page_shows_a_dfdc_fake_and_the_person_not_counted(browser, shipped_server, screenshots):
@@ -624,9 +627,7 @@ def test_page_shows_a_dfdc_fake_and_the_person_not_counted(browser, shipped_serv
     not_counted = page.locator("#legend li.not-counted").all_inner_texts()
     assert len(not_counted) == 1 and "not counted: seen in too few sampled frames" in not_counted[0]
     assert page.locator("#faces .face.not-counted").count() == 1
-    page.screenshot(path=str(screenshots / "fake_dfdc.png"), full_page=True)
-    page.close()
-    assert list(uploads.iterdir()) == []
+    finish(page, screenshots / "fake_dfdc.png", uploads)
 
 
 def test_page_shows_one_message_when_no_face_is_found(browser, eager_server, faceless_clip, screenshots):
@@ -640,9 +641,7 @@ def test_page_shows_one_message_when_no_face_is_found(browser, eager_server, fac
     for section in ("#timeline-section", "#faces-section", "#per-model-section", "#evidence"):
         assert not page.locator(section).is_visible(), section
     assert downloaded_json(page)["verdict"] == "NO_FACE"
-    page.screenshot(path=str(screenshots / "no_face.png"), full_page=True)
-    page.close()
-    assert list(uploads.iterdir()) == []
+    finish(page, screenshots / "no_face.png", uploads)
 
 
 def test_page_shows_the_error_of_a_refused_upload(browser, eager_server, tmp_path, screenshots):
