@@ -385,17 +385,25 @@ def classify_image(**options):
 @click.option("--detect-size", type=click.IntRange(min=64), default=None,
               help="Detection size for classification [default: the training cache's].")
 @redetect_option(default=None)
+@click.option("--selection", type=click.Choice(["validation", "validation+self-blends"]), default="validation",
+              show_default=True,
+              help="What picks and fits the combiner: the validation video ROC-AUC, or its mean with the ROC-AUC of "
+                   "the validation REAL faces against self-blends of them (a proxy for fakes unlike the training "
+                   "set's; the stacked combiner is then fitted on both). The threshold is always set on validation.")
 @click.option("--device", default=None, help="torch device that scores the validation crops [default: cuda when available].")
-def build_ensemble(members, faces, out, combiner, aggregator, target_fpr, detect_size, redetect_every, device):
+def build_ensemble(members, faces, out, combiner, aggregator, target_fpr, detect_size, redetect_every, selection,
+                   device):
     """Combine trained checkpoints into an ensemble file, choosing combiner and threshold on validation data."""
     from ensembles.build import BuildConfig, build_ensemble as run_build
 
     ensemble = run_build(BuildConfig(members=tuple(members), faces=faces, out=out, combiner=combiner,
                                      aggregator=aggregator, target_fpr=target_fpr, detect_size=detect_size,
-                                     redetect_every=redetect_every, device=device))
+                                     redetect_every=redetect_every, device=device, selection=selection))
     test = ensemble.metrics.get("test", {})
     click.echo(f"wrote {out}: combiner {ensemble.combiner.kind}, threshold {ensemble.threshold:.4f} "
                f"({ensemble.threshold_rule})")
+    for kind, figures in ensemble.metrics.get("selection", {}).items():
+        click.echo(f"  {kind}: " + ", ".join(f"{name.replace('_', ' ')} {value:.4f}" for name, value in figures.items()))
     for level in ("frame", "video"):
         if level in test:
             click.echo(f"test {level} AUC {test[level]['roc_auc']:.4f} (n={test[level]['n']})")

@@ -14,7 +14,8 @@ from ensembles.aggregate import Aggregator
 from ensembles.combine import Combiner, fit_stacked
 from ensembles.ensemble import EnsembleConfig
 from models.checkpoint import load_checkpoint
-from models.data import labelled_faces, labels_of, load_crops
+from models.data import (Preprocess, cache_crop_size, labelled_faces, labels_of, landmarks_of, load_crops,
+                         picture_boxes_of)
 from models.metrics import binary_metrics, frame_and_video_metrics, video_scores
 from pipeline.cache import load_manifest
 from pipeline.detectors import resolve_device
@@ -23,6 +24,10 @@ from pipeline.errors import DataError, UsageError
 log = logging.getLogger(__name__)
 
 AUTO_CANDIDATES = ("mean", "logit_mean", "stacked")
+# what picks the combiner: the validation video ROC-AUC alone, or its mean with the ROC-AUC of the validation
+# REAL faces against self-blends of them (pseudo-fakes of no particular tool: a proxy for fakes unlike DFDC's)
+SELECTIONS = ("validation", "validation+self-blends")
+SELF_BLEND_SEED = 12345  # the check's pseudo-fakes: fixed, and unlike any training epoch's (train seeds 0, 1...)
 
 
 @dataclass(frozen=True)
@@ -37,20 +42,46 @@ class BuildConfig:
     redetect_every: int | None = None  # None: as in the training cache (speed; see FaceConfig.redetect_every)
     threads: int = 0
     device: str | None = None  # None: cuda when available (as train and evaluate)
+    selection: str = "validation"  # one of SELECTIONS
+
+    def __post_init__(self):
+        if self.selection not in SELECTIONS:
+            raise UsageError(f"unknown selection {self.selection!r}; choose one of: {', '.join(SELECTIONS)}")
 
 
-def score_members(checkpoints, files: list[str], threads: int, device: str | torch.device | None = "cpu",
-                  batch_size: int = 256) -> np.ndarray:
-    """P(FAKE) of each member for each crop file: (n_files, n_members), scored as `evaluate` scores them."""
+def score_members(checkpoints, load, device: str | torch.device | None = "cpu", batch_size: int = 256) -> np.ndarray:
+    """P(FAKE) of each member for each crop: (n_crops, n_members), scored as `evaluate` scores them.
+    `load(preprocess)` gives the crops as that member's uint8 input batch (e.g. `load_crops` of files)."""
     from models.train import evaluate
 
     device = resolve_device(device)
     columns = []
     for checkpoint in checkpoints:
         model = checkpoint.build_model().to(device, memory_format=torch.channels_last)
-        images = load_crops(files, checkpoint.preprocess, threads=threads)
-        columns.append(evaluate(model, images, checkpoint.preprocess, device, batch_size))
+        columns.append(evaluate(model, load(checkpoint.preprocess), checkpoint.preprocess, device, batch_size))
     return np.column_stack(columns)
+
+
+def self_blend_crops(rows, cache_dir: Path, threads: int, seed: int = SELF_BLEND_SEED) -> list:
+    """One self-blend of each REAL face of `rows` (models/selfblend.py, as `train --fakes self-blend` makes
+    them, here on the whole crop so that every member sees the same pseudo-fake), as BGR crops in the order
+    of those faces. DataError when the faces have no landmarks."""
+    import cv2
+
+    from models.train import self_blend_set
+
+    reals = rows[labels_of(rows) == 0]
+    whole = Preprocess(input_size=cache_crop_size(cache_dir), face_fraction=1.0)
+    images = load_crops(reals["crop_file"].tolist(), whole, threads=threads)
+    both, labels = self_blend_set(images, np.zeros(len(reals), dtype=np.float32),
+                                  landmarks_of(reals, cache_dir, whole), seed,
+                                  pictures=picture_boxes_of(reals, cache_dir, whole))
+    return [cv2.cvtColor(np.ascontiguousarray(image.numpy().transpose(1, 2, 0)), cv2.COLOR_RGB2BGR)
+            for image in both[torch.from_numpy(labels == 1)]]
+
+
+def _stack_crops(crops: list):
+    return lambda preprocess: torch.stack([preprocess.crop_resize(crop) for crop in crops])
 
 
 def _video_auc(video_ids, labels, probs) -> float:
@@ -87,6 +118,55 @@ def choose_threshold(labels, scores, target_fpr: float | None) -> tuple[float, s
     return float(np.clip(thresholds[index], 1e-4, 1 - 1e-4)), rule
 
 
+def _compare_combiners(choice: str, val: tuple, blends: tuple | None) -> dict:
+    """Each candidate combiner (all of AUTO_CANDIDATES for `choice` "auto") with its validation video AUC,
+    the frame AUC of the validation REAL faces against their self-blends when `blends` (the blends' member
+    probabilities, the groups of their faces) are given, its `score` (the first, or the mean of both), the
+    fitted combiner and its validation scores. A stacked combiner is fitted on the validation faces and,
+    with `blends`, on the self-blends too (as FAKE); its AUCs are of out-of-fold predictions (folds by
+    group, a self-blend with its face)."""
+    val_probs, val_labels, val_ids, val_groups = val
+    candidates = AUTO_CANDIDATES if choice == "auto" else (choice,)
+    results = {}
+    for kind in candidates:
+        blend_scores = None
+        if kind == "stacked":
+            probs, labels, groups = val_probs, val_labels, val_groups
+            if blends is not None:  # one fit on both: the self-blends' groups are their validation faces'
+                probs, labels = np.vstack([val_probs, blends[0]]), np.concatenate([val_labels, np.ones(len(blends[0]))])
+                groups = np.concatenate([val_groups, blends[1]])
+            try:
+                out_of_fold = _cross_validated_stacked(probs, labels, groups)
+            except UsageError as exc:
+                if choice == "stacked":
+                    raise UsageError(f"--combiner stacked: {exc} (the validation split is too small)") from None
+                log.warning("stacked combiner left out of the choice: %s", exc)
+                continue
+            combined, blend_scores = out_of_fold[:len(val_labels)], out_of_fold[len(val_labels):]
+            combiner = fit_stacked(probs, labels)
+        elif kind == "weighted":
+            aucs = [max(_video_auc(val_ids, val_labels, val_probs[:, i]) - 0.5, 1e-3) for i in range(val_probs.shape[1])]
+            combiner = Combiner("weighted", tuple(aucs))
+            combined = combiner(val_probs)
+        else:
+            combiner = Combiner(kind)
+            combined = combiner(val_probs)
+        result = {"val_video_auc": _video_auc(val_ids, val_labels, combined), "combiner": combiner,
+                  "combined": combined}
+        result["score"] = result["val_video_auc"]
+        if blends is not None:
+            blend_scores = combiner(blends[0]) if blend_scores is None else blend_scores
+            reals = combined[val_labels == 0]
+            result["val_self_blend_auc"] = binary_metrics(
+                np.concatenate([np.zeros(len(reals)), np.ones(len(blend_scores))]),
+                np.concatenate([reals, blend_scores]))["roc_auc"] or 0.0
+            result["score"] = (result["val_video_auc"] + result["val_self_blend_auc"]) / 2
+        log.info("combiner %s: %s", kind, ", ".join(f"{k} {v:.4f}" for k, v in result.items()
+                                                     if k in ("val_video_auc", "val_self_blend_auc")))
+        results[kind] = result
+    return results
+
+
 def build_ensemble(config: BuildConfig) -> EnsembleConfig:
     """Score validation faces with every member, pick the combiner and threshold, write the ensemble file."""
     if not config.members:
@@ -103,40 +183,35 @@ def build_ensemble(config: BuildConfig) -> EnsembleConfig:
         raise DataError(f"{cache_dir}: no face of the members' validation groups (is this their training cache?)")
     threads = config.threads or os.cpu_count() or 1
     device = resolve_device(config.device)
-    scored = {name: (rows, score_members(checkpoints, rows["crop_file"].tolist(), threads, device), labels_of(rows))
+    scored = {name: (rows, score_members(checkpoints, lambda p, f=rows["crop_file"].tolist(): load_crops(f, p, threads),
+                                         device), labels_of(rows))
               for name, rows in sets.items() if not rows.empty}
     val_rows, val_probs, val_labels = scored["val"]
     val_ids, val_groups = val_rows["video_id"].to_numpy(), val_rows["group"].astype(str).to_numpy()
-    candidates = AUTO_CANDIDATES if config.combiner == "auto" else (config.combiner,)
-    results = {}
-    for kind in candidates:
-        if kind == "stacked":
-            try:
-                combined = _cross_validated_stacked(val_probs, val_labels, val_groups)
-            except UsageError as exc:
-                if config.combiner == "stacked":
-                    raise UsageError(f"--combiner stacked: {exc} (the validation split is too small)") from None
-                log.warning("stacked combiner left out of the choice: %s", exc)
-                continue
-            combiner = fit_stacked(val_probs, val_labels)
-        elif kind == "weighted":
-            aucs = [max(_video_auc(val_ids, val_labels, val_probs[:, i]) - 0.5, 1e-3) for i in range(val_probs.shape[1])]
-            combiner = Combiner("weighted", tuple(aucs))
-            combined = combiner(val_probs)
-        else:
-            combiner = Combiner(kind)
-            combined = combiner(val_probs)
-        results[kind] = (_video_auc(val_ids, val_labels, combined), combiner, combined)
-        log.info("combiner %s: validation video AUC %.4f", kind, results[kind][0])
-    best = max(results, key=lambda k: results[k][0])
-    _, combiner, combined = results[best]
+    blends = None
+    if config.selection == "validation+self-blends":
+        crops = self_blend_crops(val_rows, cache_dir, threads)
+        if not crops:
+            raise DataError(f"{cache_dir}: the validation split holds no REAL face to self-blend")
+        blends = (score_members(checkpoints, _stack_crops(crops), device), val_groups[val_labels == 0])
+    results = _compare_combiners(config.combiner, (val_probs, val_labels, val_ids, val_groups), blends)
+    best = max(results, key=lambda k: results[k]["score"])
+    combiner, combined = results[best]["combiner"], results[best]["combined"]
     videos = video_scores(val_ids, val_labels, combined)
     threshold, rule = choose_threshold(videos["label"], videos["p_fake"], config.target_fpr)
     metrics = {
-        "selection": {k: {"val_video_auc": round(v[0], 4)} for k, v in results.items()},
+        "selection": {k: {key: round(v[key], 4) for key in ("val_video_auc", "val_self_blend_auc") if key in v}
+                      for k, v in results.items()},
+        "selected_by": config.selection,
         "members_val": {c.net: frame_and_video_metrics(val_ids, val_labels, val_probs[:, i])
                         for i, c in enumerate(checkpoints)},
     }
+    if blends is not None:
+        real_probs = val_probs[val_labels == 0]
+        blend_truth = np.concatenate([np.zeros(len(real_probs)), np.ones(len(blends[0]))])
+        metrics["members_val_self_blend"] = {
+            c.net: binary_metrics(blend_truth, np.concatenate([real_probs[:, i], blends[0][:, i]]))
+            for i, c in enumerate(checkpoints)}
     if "test" in scored:
         test_rows, test_probs, test_labels = scored["test"]
         test_ids = test_rows["video_id"].to_numpy()

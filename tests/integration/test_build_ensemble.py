@@ -1,0 +1,118 @@
+"""build-ensemble end to end on a small real face cache, and how it picks a combiner (validation alone, or
+validation and self-blends of its REAL faces)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from ensembles.build import _compare_combiners, self_blend_crops
+from models.data import labelled_faces
+from pipeline.cache import load_manifest
+from tests.integration.test_train import astronaut_pairs, cli, make_cache
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory, astronaut) -> Path:
+    """16 groups, each a REAL variation of the astronaut and a crude FAKE of it."""
+    return make_cache(astronaut_pairs(astronaut, np.random.default_rng(3), 16, "02d"), tmp_path_factory.mktemp("faces"))
+
+
+@pytest.fixture(scope="module")
+def members(cache, tmp_path_factory) -> list[Path]:
+    """A LeNet and a MiniVGG trained one epoch each on one split (a 50/25/25 split, so validation has groups)."""
+    runs = tmp_path_factory.mktemp("runs")
+    paths = []
+    for net in ("lenet", "minivgg"):
+        extra = ["--split-file", runs / "lenet" / "split.csv"] if paths else ["--split", "0.5,0.25,0.25"]
+        result = cli("train", "--net", net, "--faces", cache, "--out", runs / net, "--epochs", 1, "--batch-size", 8,
+                     "--quiet", *extra)
+        assert result.exit_code == 0, result.output
+        paths.append(runs / net / "checkpoint_best.pt")
+    return paths
+
+
+def build(members, cache, out: Path, *extra):
+    args = ["build-ensemble", "--faces", cache, "--out", out, "--device", "cpu", *extra]
+    for member in members:
+        args += ["--member", member]
+    return cli(*args)
+
+
+def test_self_blend_selection_scores_and_records_the_pseudo_fakes(members, cache, tmp_path):
+    plain = build(members, cache, tmp_path / "plain.json")
+    aware = build(members, cache, tmp_path / "aware.json", "--selection", "validation+self-blends")
+    assert plain.exit_code == 0 and aware.exit_code == 0, plain.output + aware.output
+    plain_metrics = json.loads((tmp_path / "plain.json").read_text())["metrics"]
+    aware_metrics = json.loads((tmp_path / "aware.json").read_text())["metrics"]
+    assert plain_metrics["selected_by"] == "validation" and "members_val_self_blend" not in plain_metrics
+    assert all(set(v) == {"val_video_auc"} for v in plain_metrics["selection"].values())
+    assert aware_metrics["selected_by"] == "validation+self-blends"
+    assert set(aware_metrics["selection"]) == {"mean", "logit_mean", "stacked"}
+    for figures in aware_metrics["selection"].values():
+        assert set(figures) == {"val_video_auc", "val_self_blend_auc"} and 0 <= figures["val_self_blend_auc"] <= 1
+    # every validation REAL face was self-blended once and scored by both members
+    assert set(aware_metrics["members_val_self_blend"]) == {"lenet", "minivgg"}
+    n_val_reals = aware_metrics["members_val"]["lenet"]["frame"]["n"] // 2  # one REAL and one FAKE per group
+    assert aware_metrics["members_val_self_blend"]["lenet"]["n"] == 2 * n_val_reals
+    assert "val self blend auc" in aware.output
+
+
+def test_self_blends_differ_from_their_faces_and_are_reproducible(cache):
+    manifest, cache_dir = load_manifest(cache)
+    faces, _ = labelled_faces(manifest, "manifest")
+    first, again = self_blend_crops(faces, cache_dir, threads=1), self_blend_crops(faces, cache_dir, threads=1)
+    reals = faces[faces["label"] == "REAL"]
+    assert len(first) == len(reals) and first[0].shape == (224, 224, 3)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    originals = [cv2.imread(f) for f in reals["crop_file"]]
+    changed = [np.abs(a.astype(int) - o.astype(int)).mean() for a, o in zip(first, originals)]
+    assert min(changed) > 0.5  # every pseudo-fake was actually blended
+
+
+def test_a_cache_without_landmarks_is_refused_clearly(members, cache, tmp_path):
+    manifest, cache_dir = load_manifest(cache)
+    copy = tmp_path / cache_dir.name
+    copy.mkdir()
+    for item in cache_dir.iterdir():
+        (copy / item.name).symlink_to(item)
+    (copy / "manifest.csv").unlink()
+    stripped = pd.read_csv(cache_dir / "manifest.csv")
+    stripped["landmarks"] = np.nan
+    stripped.to_csv(copy / "manifest.csv", index=False)
+    result = build(members, copy, tmp_path / "e.json", "--selection", "validation+self-blends")
+    assert result.exit_code != 0 and "landmarks" in result.output
+    assert not (tmp_path / "e.json").exists()
+
+
+def test_selection_with_self_blends_trusts_the_member_that_catches_them():
+    """Member 0 separates the validation fakes but not self-blends; member 1 is weaker on validation but
+    catches self-blends. Fitted on validation alone the stacked combiner leans on member 0; fitted on both,
+    member 1 gains weight and the self-blend AUC rises, at some cost in validation AUC."""
+    rng = np.random.default_rng(0)
+    n = 400
+    labels = np.repeat([0.0, 1.0], n)
+    sharp = np.where(labels == 1, rng.normal(1.5, 1, 2 * n), rng.normal(-1.5, 1, 2 * n))
+    weak = np.where(labels == 1, rng.normal(0.5, 1, 2 * n), rng.normal(-0.5, 1, 2 * n))
+    blends = np.column_stack([sharp[:n] + rng.normal(0, 0.3, n), weak[:n] + 2.5])  # the reals, blended
+    sigmoid = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    groups = np.tile(np.arange(n), 2).astype(str)  # a fake shares its real's group
+    val = (sigmoid(np.column_stack([sharp, weak])), labels, np.arange(2 * n).astype(str), groups)
+    alone = _compare_combiners("stacked", val, None)["stacked"]
+    aware = _compare_combiners("auto", val, (sigmoid(blends), groups[:n]))
+    stacked = aware["stacked"]
+    assert alone["combiner"].weights[0] > 2 * alone["combiner"].weights[1]
+    assert stacked["combiner"].weights[1] > alone["combiner"].weights[1] + 0.5
+    assert stacked["val_self_blend_auc"] > aware["mean"]["val_self_blend_auc"]
+    assert stacked["val_self_blend_auc"] > 0.85 and stacked["val_video_auc"] < alone["val_video_auc"]
+    assert stacked["score"] == pytest.approx((stacked["val_video_auc"] + stacked["val_self_blend_auc"]) / 2)
+    assert "val_self_blend_auc" not in alone and alone["score"] == alone["val_video_auc"]
+
+
+def test_unknown_selection_is_a_usage_error(members, cache, tmp_path):
+    result = build(members, cache, tmp_path / "x.json", "--selection", "crosssource")
+    assert result.exit_code == 2 and "validation+self-blends" in result.output
