@@ -118,6 +118,25 @@ def choose_threshold(labels, scores, target_fpr: float | None) -> tuple[float, s
     return float(np.clip(thresholds[index], 1e-4, 1 - 1e-4)), rule
 
 
+def shared_split(checkpoints, paths) -> dict:
+    """The members' common validation and test groups. Members may differ in their training groups (one
+    fine-tuned with extra real faces, say) but must share validation and test exactly, and none may have
+    trained on them: UsageError otherwise."""
+    split = checkpoints[0].state["split"]
+    held_out = {name: sorted(map(str, split[name])) for name in ("val", "test")}
+    for checkpoint, path in zip(checkpoints[1:], paths[1:]):
+        other = checkpoint.state["split"]
+        if any(sorted(map(str, other[name])) != groups for name, groups in held_out.items()):
+            raise UsageError(f"{path} was validated or tested on other groups than {paths[0]}: the members must "
+                             "share one split (train them with --split-file of the same split.csv)")
+    for checkpoint, path in zip(checkpoints, paths):
+        leaked = set(map(str, checkpoint.state["split"]["train"])) & {g for gs in held_out.values() for g in gs}
+        if leaked:
+            raise UsageError(f"{path} trained on {len(leaked)} validation or test group(s) of the ensemble, e.g. "
+                             f"{sorted(leaked)[0]!r}: its validation figures would be a lie")
+    return split
+
+
 def _compare_combiners(choice: str, val: tuple, blends: tuple | None) -> dict:
     """Each candidate combiner (all of AUTO_CANDIDATES for `choice` "auto") with its validation video AUC,
     the frame AUC of the validation REAL faces against their self-blends when `blends` (the blends' member
@@ -172,10 +191,7 @@ def build_ensemble(config: BuildConfig) -> EnsembleConfig:
     if not config.members:
         raise UsageError("give at least one --member checkpoint")
     checkpoints = [load_checkpoint(path) for path in config.members]
-    splits = {json.dumps(c.state["split"], sort_keys=True) for c in checkpoints}
-    if len(splits) != 1:
-        raise UsageError("the members were trained on different splits: their validation sets differ")
-    split = checkpoints[0].state["split"]
+    split = shared_split(checkpoints, config.members)
     manifest, cache_dir = load_manifest(config.faces)
     faces, dropped = labelled_faces(manifest, str(cache_dir / "manifest.csv"))
     sets = {name: faces[faces["group"].astype(str).isin(set(map(str, split[name])))] for name in ("val", "test")}

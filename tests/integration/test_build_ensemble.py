@@ -116,3 +116,20 @@ def test_selection_with_self_blends_trusts_the_member_that_catches_them():
 def test_unknown_selection_is_a_usage_error(members, cache, tmp_path):
     result = build(members, cache, tmp_path / "x.json", "--selection", "crosssource")
     assert result.exit_code == 2 and "validation+self-blends" in result.output
+
+
+def test_members_may_differ_in_training_groups_but_not_in_what_they_are_judged_on():
+    from types import SimpleNamespace
+
+    from ensembles.build import shared_split
+    from pipeline.errors import UsageError
+
+    def member(train, val=("v1", "v2"), test=("t1",)):
+        return SimpleNamespace(state={"split": {"train": list(train), "val": list(val), "test": list(test)}})
+
+    base, extra = member(["a", "b"]), member(["a", "b", "real_talking:M003"])  # fine-tuned with extra reals
+    assert shared_split([base, extra], ["base.pt", "extra.pt"])["val"] == ["v1", "v2"]
+    with pytest.raises(UsageError, match="other.pt was validated or tested on other groups"):
+        shared_split([base, member(["a"], val=("v1",))], ["base.pt", "other.pt"])
+    with pytest.raises(UsageError, match="leaky.pt trained on 1 validation or test group"):
+        shared_split([base, member(["a", "t1"])], ["base.pt", "leaky.pt"])
