@@ -390,18 +390,21 @@ def classify_image(**options):
               help="What picks and fits the combiner: the validation video ROC-AUC, or its mean with the ROC-AUC of "
                    "the validation REAL faces against self-blends of them (a proxy for fakes unlike the training "
                    "set's; the stacked combiner is then fitted on both). The threshold is always set on validation.")
+@click.option("--tta", type=click.Choice(["none", "flip"]), default="none", show_default=True,
+              help="Test-time augmentation of every member, in validation and in every later verdict: flip averages "
+                   "each face's logits with its mirror image's (the nets' share of classify time doubles).")
 @click.option("--device", default=None, help="torch device that scores the validation crops [default: cuda when available].")
 def build_ensemble(members, faces, out, combiner, aggregator, target_fpr, detect_size, redetect_every, selection,
-                   device):
+                   tta, device):
     """Combine trained checkpoints into an ensemble file, choosing combiner and threshold on validation data."""
     from ensembles.build import BuildConfig, build_ensemble as run_build
 
     ensemble = run_build(BuildConfig(members=tuple(members), faces=faces, out=out, combiner=combiner,
                                      aggregator=aggregator, target_fpr=target_fpr, detect_size=detect_size,
-                                     redetect_every=redetect_every, device=device, selection=selection))
+                                     redetect_every=redetect_every, device=device, selection=selection, tta=tta))
     test = ensemble.metrics.get("test", {})
     click.echo(f"wrote {out}: combiner {ensemble.combiner.kind}, threshold {ensemble.threshold:.4f} "
-               f"({ensemble.threshold_rule})")
+               f"({ensemble.threshold_rule}), test-time augmentation {ensemble.tta}")
     for kind, figures in ensemble.metrics.get("selection", {}).items():
         click.echo(f"  {kind}: " + ", ".join(f"{name.replace('_', ' ')} {value:.4f}" for name, value in figures.items()))
     for level in ("frame", "video"):

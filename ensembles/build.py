@@ -43,22 +43,24 @@ class BuildConfig:
     threads: int = 0
     device: str | None = None  # None: cuda when available (as train and evaluate)
     selection: str = "validation"  # one of SELECTIONS
+    tta: str = "none"  # test-time augmentation of every member (models.nets.fake_logits)
 
     def __post_init__(self):
         if self.selection not in SELECTIONS:
             raise UsageError(f"unknown selection {self.selection!r}; choose one of: {', '.join(SELECTIONS)}")
 
 
-def score_members(checkpoints, load, device: str | torch.device | None = "cpu", batch_size: int = 256) -> np.ndarray:
-    """P(FAKE) of each member for each crop: (n_crops, n_members), scored as `evaluate` scores them.
-    `load(preprocess)` gives the crops as that member's uint8 input batch (e.g. `load_crops` of files)."""
+def score_members(checkpoints, load, device: str | torch.device | None = "cpu", batch_size: int = 256,
+                  tta: str = "none") -> np.ndarray:
+    """P(FAKE) of each member for each crop: (n_crops, n_members), scored as `evaluate` scores them (with test-time
+    augmentation `tta`). `load(preprocess)` gives the crops as that member's uint8 input batch (e.g. `load_crops`)."""
     from models.train import evaluate
 
     device = resolve_device(device)
     columns = []
     for checkpoint in checkpoints:
         model = checkpoint.build_model().to(device, memory_format=torch.channels_last)
-        columns.append(evaluate(model, load(checkpoint.preprocess), checkpoint.preprocess, device, batch_size))
+        columns.append(evaluate(model, load(checkpoint.preprocess), checkpoint.preprocess, device, batch_size, tta))
     return np.column_stack(columns)
 
 
@@ -200,7 +202,7 @@ def build_ensemble(config: BuildConfig) -> EnsembleConfig:
     threads = config.threads or os.cpu_count() or 1
     device = resolve_device(config.device)
     scored = {name: (rows, score_members(checkpoints, lambda p, f=rows["crop_file"].tolist(): load_crops(f, p, threads),
-                                         device), labels_of(rows))
+                                         device, tta=config.tta), labels_of(rows))
               for name, rows in sets.items() if not rows.empty}
     val_rows, val_probs, val_labels = scored["val"]
     val_ids, val_groups = val_rows["video_id"].to_numpy(), val_rows["group"].astype(str).to_numpy()
@@ -209,7 +211,7 @@ def build_ensemble(config: BuildConfig) -> EnsembleConfig:
         crops = self_blend_crops(val_rows, cache_dir, threads)
         if not crops:
             raise DataError(f"{cache_dir}: the validation split holds no REAL face to self-blend")
-        blends = (score_members(checkpoints, _stack_crops(crops), device), val_groups[val_labels == 0])
+        blends = (score_members(checkpoints, _stack_crops(crops), device, tta=config.tta), val_groups[val_labels == 0])
     results = _compare_combiners(config.combiner, (val_probs, val_labels, val_ids, val_groups), blends)
     best = max(results, key=lambda k: results[k]["score"])
     combiner, combined = results[best]["combiner"], results[best]["combined"]
@@ -219,6 +221,7 @@ def build_ensemble(config: BuildConfig) -> EnsembleConfig:
         "selection": {k: {key: round(v[key], 4) for key in ("val_video_auc", "val_self_blend_auc") if key in v}
                       for k, v in results.items()},
         "selected_by": config.selection,
+        "tta": config.tta,
         "members_val": {c.net: frame_and_video_metrics(val_ids, val_labels, val_probs[:, i])
                         for i, c in enumerate(checkpoints)},
     }
@@ -241,6 +244,7 @@ def build_ensemble(config: BuildConfig) -> EnsembleConfig:
     ensemble = EnsembleConfig(
         members=tuple(os.path.relpath(Path(p).resolve(), config.out.resolve().parent) for p in config.members),
         combiner=combiner, aggregator=Aggregator(config.aggregator), threshold=threshold, threshold_rule=rule,
+        tta=config.tta,
         faces={**{k: v for k, v in cache_config.items() if k != "jpeg_quality"},
                **{k: v for k, v in (("detect_size", config.detect_size), ("redetect_every", config.redetect_every))
                   if v is not None}},

@@ -25,6 +25,7 @@ from ensembles.explain import explained, low_confidence_floor, name_tracks
 from ensembles.motion import MouthMotion, mouth_spread
 from ensembles.tracks import TrackConfig, link_tracks, rule_tracks
 from ensembles.verdict import ERROR, FAKE, NO_FACE, REAL, FaceScore, TrackScore, VideoVerdict, low_evidence_note
+from models.nets import TEST_TIME_AUGMENTATIONS, fake_logits
 from pipeline.cache import write_atomic
 from pipeline.errors import DataError, MediaError, UsageError
 from pipeline.faces import FIELDS_ADDED_LATER, FaceConfig, FaceExtractor
@@ -80,6 +81,9 @@ class EnsembleConfig:
     mouth_motion: MouthMotion | None = None
     faces: dict = field(default_factory=lambda: face_config_to_dict(FaceConfig()))
     jpeg_quality: int = 95  # crops are JPEG round-tripped like the cached training crops
+    # test-time augmentation of every member (models.nets.fake_logits): "flip" averages each face's logits with
+    # its mirror image's (the nets' share of the time doubles; validation chose it, see build-ensemble --tta)
+    tta: str = "none"
     metrics: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -91,6 +95,9 @@ class EnsembleConfig:
             raise UsageError(f"the decision threshold must lie in (0, 1), got {self.threshold}")
         if not 0.0 <= self.min_size_fraction < 1.0:
             raise UsageError(f"min_size_fraction must lie in [0, 1), got {self.min_size_fraction}")
+        if self.tta not in TEST_TIME_AUGMENTATIONS:
+            raise UsageError(f"unknown test-time augmentation {self.tta!r}; "
+                             f"choose one of: {', '.join(TEST_TIME_AUGMENTATIONS)}")
         if self.min_shape_spread < 0.0 or self.max_static_travel < 0.0 or self.min_static_faces < 2:
             raise UsageError(f"min_shape_spread and max_static_travel must be >= 0 and min_static_faces >= 2, got"
                              f" {self.min_shape_spread}, {self.max_static_travel} and {self.min_static_faces}")
@@ -105,7 +112,7 @@ class EnsembleConfig:
             "min_static_faces": self.min_static_faces,
             "tracks": vars(self.tracks).copy(),
             "mouth_motion": self.mouth_motion.to_dict() if self.mouth_motion else None,
-            "faces": self.faces, "jpeg_quality": self.jpeg_quality, "metrics": self.metrics,
+            "faces": self.faces, "jpeg_quality": self.jpeg_quality, "tta": self.tta, "metrics": self.metrics,
         }
 
     def save(self, path: Path) -> None:
@@ -135,9 +142,10 @@ class EnsembleConfig:
                 min_static_faces=int(data.get("min_static_faces", cls.min_static_faces)),
                 tracks=TrackConfig(**data.get("tracks", {})),
                 mouth_motion=MouthMotion.from_dict(data.get("mouth_motion")), faces=data.get("faces", {}),
-                jpeg_quality=int(data.get("jpeg_quality", 95)), metrics=data.get("metrics", {}),
+                jpeg_quality=int(data.get("jpeg_quality", 95)), tta=data.get("tta", "none"),
+                metrics=data.get("metrics", {}),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, UsageError) as exc:
             raise DataError(f"{path}: malformed ensemble file ({type(exc).__name__}: {exc})") from None
 
 
@@ -217,7 +225,7 @@ class Ensemble:
                 scores = []
                 for start in range(0, len(crops), batch_size):
                     batch = member.preprocess(crops[start : start + batch_size], device=self.device)
-                    scores.append(torch.sigmoid(member.model(batch).float()).cpu().numpy())
+                    scores.append(torch.sigmoid(fake_logits(member.model, batch, self.config.tta)).cpu().numpy())
                 columns.append(np.concatenate(scores))
         return np.column_stack(columns)
 

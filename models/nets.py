@@ -3,12 +3,16 @@
 Every net has one interface: a float batch (N, 3, S, S) normalised as its checkpoint says, with
 S = `input_size` (a class default, overridable), gives logits of shape (N,); sigmoid(logit) is p_fake.
 `net_kwargs` holds the resolved constructor arguments, so a checkpoint can rebuild the same net.
+`fake_logits` is how every scorer (evaluation, build-ensemble, classification) calls a net, with or without
+test-time augmentation.
 """
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from models.registry import register_model
+from pipeline.errors import UsageError
 
 
 class FaceNet(nn.Module):
@@ -135,3 +139,17 @@ class ResNet(FaceNet):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.stages(self.stem(x))).squeeze(1)
+
+
+TEST_TIME_AUGMENTATIONS = ("none", "flip")
+
+
+def fake_logits(model: nn.Module, batch: torch.Tensor, tta: str = "none") -> torch.Tensor:
+    """The model's FAKE logit for each image of a model-ready batch. tta "flip": the mean of the logits of the
+    image and of its mirror image (training flips faces at random, so both views are ones the net knows)."""
+    if tta not in TEST_TIME_AUGMENTATIONS:
+        raise UsageError(f"unknown test-time augmentation {tta!r}; choose one of: {', '.join(TEST_TIME_AUGMENTATIONS)}")
+    logits = model(batch).float()
+    if tta == "flip":
+        logits = (logits + model(torch.flip(batch, dims=[-1])).float()) / 2
+    return logits

@@ -43,6 +43,7 @@ from models.data import (CLASSES, FAKE_SOURCES, FaceDataset, PairedShuffle, Prep
                          parse_augment, picture_boxes_of)
 from models.distributed import DistributedShuffle, World, process_device, process_group, sync_buffers
 from models.metrics import binary_metrics, describe, frame_and_video_metrics
+from models.nets import fake_logits
 from models.plots import plot_curves, plot_roc
 from models.registry import create_model, model_names
 from models.split import SPLITS, assign_splits, check_fractions, read_split, split_groups, subsample_groups, write_split
@@ -201,14 +202,14 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, images: torch.Tensor, preprocess: Preprocess, device: torch.device,
-             batch_size: int = 256) -> np.ndarray:
-    """p_fake of every image (uint8 (N, 3, S, S) from `load_crops`), no augmentation."""
+             batch_size: int = 256, tta: str = "none") -> np.ndarray:
+    """p_fake of every image (uint8 (N, 3, S, S) from `load_crops`), no augmentation but `tta` (`fake_logits`)."""
     model.eval()
     scores = []
     for start in range(0, len(images), batch_size):
         batch = to_model_input(preprocess.normalize(images[start : start + batch_size].to(device)))
         with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
-            scores.append(torch.sigmoid(model(batch).float()).cpu())
+            scores.append(torch.sigmoid(fake_logits(model, batch, tta)).cpu())
     return torch.cat(scores).numpy() if scores else np.zeros(0, dtype=np.float32)
 
 

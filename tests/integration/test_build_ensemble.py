@@ -113,6 +113,36 @@ def test_selection_with_self_blends_trusts_the_member_that_catches_them():
     assert "val_self_blend_auc" not in alone and alone["score"] == alone["val_video_auc"]
 
 
+def test_flip_averaging_is_chosen_at_build_time_and_used_by_every_verdict(members, cache, tmp_path, astronaut):
+    from ensembles.ensemble import Ensemble
+
+    plain = build(members, cache, tmp_path / "plain.json")
+    flipped = build(members, cache, tmp_path / "flip.json", "--tta", "flip")
+    assert plain.exit_code == 0 and flipped.exit_code == 0, plain.output + flipped.output
+    assert "test-time augmentation flip" in flipped.output
+    recorded = json.loads((tmp_path / "flip.json").read_text())
+    assert recorded["tta"] == "flip" and recorded["metrics"]["tta"] == "flip"
+    # validation was scored with the averaging: the members' figures differ from the plain build's
+    assert recorded["metrics"]["members_val"] != json.loads((tmp_path / "plain.json").read_text())["metrics"]["members_val"]
+    face = cv2.resize(astronaut, (224, 224), interpolation=cv2.INTER_AREA)  # its central part is pixel-symmetric
+    crops = [face, np.ascontiguousarray(face[:, ::-1])]
+    with_flip = Ensemble.load(tmp_path / "flip.json", device="cpu").score_crops(crops)
+    without = Ensemble.load(tmp_path / "plain.json", device="cpu").score_crops(crops)
+    np.testing.assert_allclose(with_flip[0], with_flip[1], atol=1e-3)  # a face and its mirror image alike
+    assert np.abs(without[0] - without[1]).max() > 1e-3
+
+
+def test_an_ensemble_file_with_an_unknown_augmentation_is_refused(members, cache, tmp_path):
+    from ensembles.ensemble import EnsembleConfig
+    from pipeline.errors import DataError
+
+    assert build(members, cache, tmp_path / "e.json").exit_code == 0
+    data = json.loads((tmp_path / "e.json").read_text())
+    (tmp_path / "e.json").write_text(json.dumps({**data, "tta": "rotate"}))
+    with pytest.raises(DataError, match="rotate"):
+        EnsembleConfig.load(tmp_path / "e.json")
+
+
 def test_unknown_selection_is_a_usage_error(members, cache, tmp_path):
     result = build(members, cache, tmp_path / "x.json", "--selection", "crosssource")
     assert result.exit_code == 2 and "validation+self-blends" in result.output

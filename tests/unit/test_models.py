@@ -264,5 +264,24 @@ def test_shipped_weights_load_and_score(name, astronaut):
     assert p_fake.shape == (2,) and ((0 < p_fake) & (p_fake < 1)).all()
 
 
+@pytest.mark.parametrize("name", model_names())
+def test_flip_averaging_scores_a_face_and_its_mirror_image_alike(name, astronaut):
+    from models.nets import fake_logits
+
+    checkpoint = load_checkpoint(WEIGHTS / f"{name}.pt", net=name)
+    model = checkpoint.build_model().eval()
+    face = checkpoint.preprocess([astronaut])
+    batch = torch.cat([face, torch.flip(face, dims=[-1])])  # the face and its mirror image, as the net sees them
+    with torch.no_grad():
+        plain, flipped = fake_logits(model, batch), fake_logits(model, batch, "flip")
+    # the mean of the two views' logits: a face and its mirror image get the same score ...
+    assert flipped[0].item() == pytest.approx(flipped[1].item(), abs=1e-4)
+    assert flipped[0].item() == pytest.approx((plain[0].item() + plain[1].item()) / 2, abs=1e-4)
+    # ... which the plain net does not give them (so the test sees the averaging, not a symmetric net)
+    assert abs(plain[0].item() - plain[1].item()) > 1e-3
+    with pytest.raises(UsageError, match="flip"):
+        fake_logits(model, batch, "rotate")
+
+
 def test_shipped_weights_fit_the_size_budget():
     assert sum(path.stat().st_size for path in WEIGHTS.glob("*.pt")) <= 25 * 1024 * 1024
