@@ -1,6 +1,6 @@
 """Benchmark 2: classify-video wall time per clip against merely decoding that clip with the same decoder.
 
-    .venv/bin/python bench/classify_speed.py [--runs 3] [--ensemble FILE]
+    .venv/bin/python -m bench.classify_speed [--runs 3] [--ensemble FILE]
 
 Decode floor: the same reader classify-video uses (grab() every frame, retrieve() the sampled ones), with
 nothing else. Classification: `Ensemble.classify` on the same clip, models loaded once beforehand (as in

@@ -1,6 +1,6 @@
 """Benchmark 3: peak memory (RSS of the whole process tree) of extract and classify-video on long clips.
 
-    .venv/bin/python bench/memory.py [--minutes 1 10]
+    .venv/bin/python -m bench.memory [--minutes 1 10]
 
 Generates 1080p H.264 clips of the given lengths (cached in the temp dir), then runs `cli.py extract`
 and `cli.py classify-video` on each as separate processes, polling /proc every 50 ms.

@@ -1,6 +1,6 @@
 """Benchmark 4: training throughput (images/s) of each registered net on this machine.
 
-    .venv/bin/python bench/train_speed.py [--batch-size 64] [--steps 20]
+    .venv/bin/python -m bench.train_speed [--batch-size 64] [--steps 20]
 
 Forward + backward + AdamW step on batches at each net's input size (random pixels: throughput does not
 depend on content), after 3 warm-up steps; median step time of --steps steps.
