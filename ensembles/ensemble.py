@@ -25,7 +25,7 @@ from ensembles.explain import explained, low_confidence_floor, name_tracks
 from ensembles.motion import MouthMotion, mouth_spread
 from ensembles.tracks import TrackConfig, link_tracks, rule_tracks
 from ensembles.verdict import ERROR, FAKE, NO_FACE, REAL, FaceScore, TrackScore, VideoVerdict, low_evidence_note
-from models.nets import TEST_TIME_AUGMENTATIONS, fake_logits
+from models.nets import check_tta, fake_logits
 from pipeline.cache import write_atomic
 from pipeline.errors import DataError, MediaError, UsageError
 from pipeline.faces import FIELDS_ADDED_LATER, FaceConfig, FaceExtractor
@@ -95,9 +95,7 @@ class EnsembleConfig:
             raise UsageError(f"the decision threshold must lie in (0, 1), got {self.threshold}")
         if not 0.0 <= self.min_size_fraction < 1.0:
             raise UsageError(f"min_size_fraction must lie in [0, 1), got {self.min_size_fraction}")
-        if self.tta not in TEST_TIME_AUGMENTATIONS:
-            raise UsageError(f"unknown test-time augmentation {self.tta!r}; "
-                             f"choose one of: {', '.join(TEST_TIME_AUGMENTATIONS)}")
+        check_tta(self.tta)
         if self.min_shape_spread < 0.0 or self.max_static_travel < 0.0 or self.min_static_faces < 2:
             raise UsageError(f"min_shape_spread and max_static_travel must be >= 0 and min_static_faces >= 2, got"
                              f" {self.min_shape_spread}, {self.max_static_travel} and {self.min_static_faces}")

@@ -144,11 +144,17 @@ class ResNet(FaceNet):
 TEST_TIME_AUGMENTATIONS = ("none", "flip")
 
 
+def check_tta(tta: str) -> str:
+    """`tta` if it is one of TEST_TIME_AUGMENTATIONS, else a UsageError naming them."""
+    if tta not in TEST_TIME_AUGMENTATIONS:
+        raise UsageError(f"unknown test-time augmentation {tta!r}; choose one of: {', '.join(TEST_TIME_AUGMENTATIONS)}")
+    return tta
+
+
 def fake_logits(model: nn.Module, batch: torch.Tensor, tta: str = "none") -> torch.Tensor:
     """The model's FAKE logit for each image of a model-ready batch. tta "flip": the mean of the logits of the
     image and of its mirror image (training flips faces at random, so both views are ones the net knows)."""
-    if tta not in TEST_TIME_AUGMENTATIONS:
-        raise UsageError(f"unknown test-time augmentation {tta!r}; choose one of: {', '.join(TEST_TIME_AUGMENTATIONS)}")
+    check_tta(tta)
     logits = model(batch).float()
     if tta == "flip":
         logits = (logits + model(torch.flip(batch, dims=[-1])).float()) / 2
