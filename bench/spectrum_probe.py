@@ -4,8 +4,8 @@ face crop's power spectrum, trained on the StyleGAN split's training part, tell 
     .venv/bin/python -m bench.spectrum_probe SG_CACHE DFDC_CACHE CROSS_CACHE [--dfdc-per-label 4000]
 
 GAN generators leave periodic traces of their up-sampling in the spectrum (Durall et al., "Watch your
-up-convolution", CVPR 2020), and SadTalker and EDTalk finish their faces with StyleGAN-based face restoration,
-so a StyleGAN fingerprint might carry over to talking heads. The features: each 224 px cached crop in YCrCb,
+up-convolution", CVPR 2020), and SadTalker and EDTalk can finish their faces with face restoration (SadTalker's
+GFPGAN enhancer decodes with a StyleGAN2 prior), so a StyleGAN fingerprint might carry over to talking heads. The features: each 224 px cached crop in YCrCb,
 the log power spectrum of each channel (Hann window), folded to one quadrant and averaged onto a 16 x 16 grid
 (768 numbers); a logistic regression (standardised, balanced classes) on the StyleGAN split's training faces
 (`runs/shipped_plus_stylegan_split.csv`, bench/stylegan_split.py), with or without the DFDC training REAL faces
