@@ -214,6 +214,9 @@ def parse_json_object(ctx, param, value):
               help="Blend self-blends through these dense face outlines (npz of bench/dense_landmarks.py outlines: "
                    "MediaPipe's face oval of each REAL crop) instead of the 5-point hull; crops it lacks keep the "
                    "5-point hull.")
+@click.option("--lower-face-blends", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of the self-blends blended through the lower face only (cheeks, nose, mouth, chin; the "
+                   "eyes untouched), the boundary lip-sync tools such as Wav2Lip leave.")
 @click.option("--split", "fractions", default="0.7,0.15,0.15", show_default=True, callback=parse_fractions,
               help="Train,val,test fractions of the groups.")
 @click.option("--split-file", type=click.Path(path_type=Path), default=None,
@@ -254,6 +257,8 @@ def train(quiet, **options):
               help="Image side, as a net's input size (lenet 64, minivgg 96, resnet 112).")
 @click.option("--blend-outlines", type=click.Path(path_type=Path), default=None,
               help="Dense face outlines to blend through, as for train --blend-outlines.")
+@click.option("--lower-face-blends", "lower_face_share", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share blended through the lower face only, as for train --lower-face-blends.")
 def self_blend_grid(**options):
     """Write a PNG grid of REAL faces, their blend masks and self-blended pseudo-fakes (what --fakes
     self-blend trains on)."""

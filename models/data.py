@@ -231,14 +231,15 @@ class FaceDataset(Dataset):
       both        the images with their own labels, plus a self-blend (FAKE) of each REAL one.
     Self-blends need `landmarks` (N, 5, 2) in the images' pixels (and take `pictures`, see
     `picture_boxes_of`, to keep the blend off the padding, and `outlines` (N, K, 2), see `outlines_of`, to
-    blend through a dense face outline where one is finite), and are made when a sample is read,
+    blend through a dense face outline where one is finite; `lower_face_share` of them blend through the
+    lower face only, see models/selfblend.py), and are made when a sample is read,
     from a generator seeded by (seed, epoch, image index): the same run makes the same pseudo-fakes, in
     any order and any worker. Call `set_epoch` before each epoch. Augmentation applies after blending.
     """
 
     def __init__(self, images: torch.Tensor, labels: np.ndarray, augment=None, fakes: str = "dataset",
                  landmarks: np.ndarray | None = None, seed: int = 0, pictures: np.ndarray | None = None,
-                 outlines: np.ndarray | None = None):
+                 outlines: np.ndarray | None = None, lower_face_share: float = 0.0):
         if fakes not in FAKE_SOURCES:
             raise UsageError(f"unknown fake source {fakes!r}; choose one of: {', '.join(FAKE_SOURCES)}")
         labels = np.asarray(labels, dtype=np.float32)
@@ -254,6 +255,7 @@ class FaceDataset(Dataset):
         if outlines is not None and len(outlines) != len(images):
             raise UsageError(f"{len(outlines)} outlines for {len(images)} images")
         self.outlines = outlines  # (N, K, 2) dense face outlines (NaN: blend through the 5-point hull)
+        self.lower_face_share = lower_face_share
         # sample k: image `self.sources[k]`, self-blended when `self.blended[k]`
         self.sources = np.concatenate([own, blended]).astype(np.int64)
         self.blended = np.concatenate([np.zeros(len(own), bool), np.ones(len(blended), bool)])
@@ -272,7 +274,7 @@ class FaceDataset(Dataset):
             picture = None if self.pictures is None else self.pictures[source]
             outline = None if self.outlines is None else self.outlines[source]
             image, _ = self_blend(image, self.landmarks[source], sample_rng(self.seed, self.epoch, source), picture,
-                                  outline)
+                                  outline, self.lower_face_share)
         if self.augment is not None:
             image = self.augment(image)
         return image, self.labels[index]

@@ -18,6 +18,11 @@ one forger's artefacts:
   blend ratio drawn from {0.25, 0.5, 0.75, 1, 1, 1};
 * blended = source * mask + target * (1 - mask).
 
+Lip-sync tools (Wav2Lip, HyperLips, DINet) leave the upper face alone: they regenerate the lower face,
+often at 96-128 px, and paste it back. `lower_face_share` turns that share of the pseudo-fakes into
+lower-face blends: the face outline cut across at a random height between the eyes and the mouth
+(`lower_face_hull`), so the boundary runs over the cheeks and the nose and the eyes stay untouched.
+
 Everything random comes from the numpy Generator passed in: the same generator state gives the same
 pseudo-fake. Sizes (blur kernels, deformation, shifts) are relative to the size of the face hull, so the
 nets' 64-112 px inputs, 224 px crops and faces that fill only part of a picture all work alike.
@@ -47,6 +52,10 @@ BROWS = ((0.93, -0.20), (0.78, -0.30), (0.59, -0.33), (0.39, -0.30), (0.19, -0.2
 # for the forehead points, about as high above the eyes as the mouth is below them.
 FOREHEAD = ((1.05, -0.45), (0.80, -0.75), (0.45, -0.92), (0.00, -0.97))
 FOREHEAD_PROBABILITY = 0.75
+# Lower-face blends cut the outline at this height, in the units of JAW (0: the eyes, 1: the mouth; the
+# nose tip lies near 0.5): from just under the eyes, as Wav2Lip's lower half of the face box, to just
+# above the mouth, as DINet's mouth region.
+LOWER_FACE_CUT = (0.3, 0.8)
 
 
 def _mirrored(points) -> np.ndarray:
@@ -70,6 +79,24 @@ def face_hull(landmarks, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < FOREHEAD_PROBABILITY:
         template.append(_mirrored(FOREHEAD))
     template = np.concatenate(template)
+    centre = template.mean(axis=0)
+    template = centre + (template - centre) * rng.uniform(0.9, 1.1, size=2)
+    outline = eyes_mid + template[:, :1] * across + template[:, 1:] * down
+    return cv2.convexHull(outline.astype(np.float32)).reshape(-1, 2)
+
+
+def lower_face_hull(landmarks, rng: np.random.Generator) -> np.ndarray:
+    """The convex hull (K, 2) of the lower part of the face outline: JAW below a cut drawn from
+    LOWER_FACE_CUT, scaled about its centre by random factors in [0.9, 1.1] as `face_hull` does.
+    `landmarks`: as for `face_hull`."""
+    points = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
+    eyes_mid = (points[0] + points[1]) / 2.0
+    across = points[1] - points[0]
+    down = (points[3] + points[4]) / 2.0 - eyes_mid
+    jaw = np.asarray(JAW, dtype=np.float64)
+    cut = rng.uniform(*LOWER_FACE_CUT)
+    half_width = float(np.interp(cut, jaw[:, 1], jaw[:, 0]))
+    template = _mirrored(np.concatenate([[(half_width, cut)], jaw[jaw[:, 1] > cut]]))
     centre = template.mean(axis=0)
     template = centre + (template - centre) * rng.uniform(0.9, 1.1, size=2)
     outline = eyes_mid + template[:, :1] * across + template[:, 1:] * down
@@ -200,7 +227,8 @@ def inside_picture(shape: tuple[int, int], picture) -> np.ndarray:
     return rows[:, None] * columns[None, :]
 
 
-def self_blend(image, landmarks, rng: np.random.Generator, picture=None, outline=None):
+def self_blend(image, landmarks, rng: np.random.Generator, picture=None, outline=None,
+               lower_face_share: float = 0.0):
     """(blended image, mask): a self-blended pseudo-fake of one real face.
 
     `image`: uint8 RGB, (3, H, W) or (H, W, 3), a numpy array or a CPU tensor (as `FaceDataset` holds).
@@ -212,6 +240,8 @@ def self_blend(image, landmarks, rng: np.random.Generator, picture=None, outline
     `picture` (x1, y1, x2, y2 pixel edges, or None): where the frame itself lies in the image; the mask is
     cut to it, so that the black padding of a crop that left the frame is never blended (a shortcut no
     real fake has: 34% of pseudo-fakes of DFDC crops changed padding pixels before this).
+    `lower_face_share`: the probability of blending through `lower_face_hull` instead (the eyes untouched,
+    as lip-sync tools leave them); at 0 the generator is drawn exactly as before the option existed.
     """
     as_tensor = isinstance(image, torch.Tensor)
     array = image.numpy() if as_tensor else np.asarray(image)
@@ -222,7 +252,10 @@ def self_blend(image, landmarks, rng: np.random.Generator, picture=None, outline
     target = np.ascontiguousarray(array.transpose(1, 2, 0) if channels_first else array).astype(np.float32)
 
     dense = outline is not None and len(outline) >= 3 and bool(np.isfinite(outline).all())
-    hull = outline_hull(outline, landmarks, rng) if dense else face_hull(landmarks, rng)
+    if lower_face_share > 0 and rng.random() < lower_face_share:
+        hull = lower_face_hull(landmarks, rng)
+    else:
+        hull = outline_hull(outline, landmarks, rng) if dense else face_hull(landmarks, rng)
     mask = blend_mask(target.shape[:2], hull, rng)
     source = change_frequency(shift_colour(target, rng), rng)
     source, mask = misalign(source, mask, hull, rng)
@@ -248,10 +281,11 @@ def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
 
 # -- a picture of what the nets learn from ------------------------------------------------------------
 def write_self_blend_grid(faces: Path, out: Path, n: int = 8, seed: int = 0, input_size: int = 112,
-                          blend_outlines: Path | None = None) -> Path:
+                          blend_outlines: Path | None = None, lower_face_share: float = 0.0) -> Path:
     """A PNG of `n` REAL faces of a face cache (drawn with `seed`): real, mask, self-blended, and the
     difference (x3), at the nets' input size `input_size`; blended through the dense outlines of the file
-    `blend_outlines` where it has one (as `train --blend-outlines`). Returns `out`."""
+    `blend_outlines` where it has one (as `train --blend-outlines`), and that share of them through the lower
+    face only (as `train --lower-face-blends`). Returns `out`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -278,7 +312,7 @@ def write_self_blend_grid(faces: Path, out: Path, n: int = 8, seed: int = 0, inp
         real = read_crop(crop_file, preprocess).permute(1, 2, 0).numpy()
         outline = None if outlines is None else outlines[row]
         blended, mask = self_blend(real, marks, sample_rng(seed, 0, row), None if pictures is None else pictures[row],
-                                   outline)
+                                   outline, lower_face_share)
         difference = np.clip(np.abs(blended.astype(np.int16) - real.astype(np.int16)) * 3, 0, 255).astype(np.uint8)
         for column, picture in enumerate((real, mask, blended, difference)):
             axis = axes[row, column]

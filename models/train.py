@@ -8,8 +8,10 @@ scored once on the test split (metrics.json "test", roc_test.png).
 The FAKE training samples come from the cache's labels (`fakes="dataset"`), from self-blended images of
 its REAL faces (`"self-blend"`, models/selfblend.py), or from both. Validation and test are always scored
 on the cache's own REAL and FAKE faces; with self-blends, each epoch also scores the validation REAL
-faces against their self-blends ("val_self_blend" in metrics.json). Self-blends are blended through the
-five landmarks' face outline, or (`blend_outlines`) through dense face outlines where a file has one.
+faces against their self-blends ("val_self_blend" in metrics.json) and against lower-face blends of them
+("val_lower_face_blend", the boundary lip-sync tools leave). Self-blends are blended through the five
+landmarks' face outline, or (`blend_outlines`) through dense face outlines where a file has one, and
+(`lower_face_blends`) that share of them through the lower face only.
 
 Under `torchrun --nproc-per-node N` (models/distributed.py) the same loop runs in N processes with
 DistributedDataParallel: each trains on its share of one seeded order of the training set (a batch of
@@ -75,6 +77,7 @@ class TrainConfig:
     balance: str = "loss"  # loss: positive-class weight in the loss; sampler: weighted sampling; none
     fakes: str = "dataset"  # dataset: the cache's FAKE faces; self-blend: self-blends of its REAL faces; both
     blend_outlines: Path | None = None  # dense face outlines (npz) to blend through; None: the 5-point hull
+    lower_face_blends: float = 0.0  # the share of self-blends blended through the lower face only (lip-sync)
     fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
     split_file: Path | None = None
     seed: int = 0
@@ -103,6 +106,10 @@ class TrainConfig:
                              f"self-blend; with --fakes {self.fakes} use --balance loss or none")
         if self.blend_outlines is not None and self.fakes == "dataset":
             raise UsageError("--blend-outlines shapes self-blends: use it with --fakes self-blend or both")
+        if not 0.0 <= self.lower_face_blends <= 1.0:
+            raise UsageError(f"--lower-face-blends is a share of the self-blends, 0 to 1; got {self.lower_face_blends}")
+        if self.lower_face_blends > 0 and self.fakes == "dataset":
+            raise UsageError("--lower-face-blends shapes self-blends: use it with --fakes self-blend or both")
         if self.limit is not None and self.limit < 3:
             raise UsageError(f"--limit must be at least 3 faces, got {self.limit}")
         check_fractions(tuple(self.fractions))
@@ -163,6 +170,8 @@ class TrainResult:
             out.append(f"      video level: {describe(metrics['video'])}")
             if name == "val" and "val_self_blend" in self.best:
                 out.append(f"      its REAL faces vs their self-blends: {describe(self.best['val_self_blend'])}")
+            if name == "val" and "val_lower_face_blend" in self.best:
+                out.append(f"      its REAL faces vs lower-face blends: {describe(self.best['val_lower_face_blend'])}")
         out.append(f"files: {self.run_dir}/checkpoint_best.pt, metrics.json, curves.png, roc_test.png, split.csv")
         return out
 
@@ -305,11 +314,13 @@ def train_processes(config: TrainConfig, world: World, device: torch.device, pro
         if world.distributed else model
 
     val_rows, val_images = rows.iloc[parts["val"]], images[parts["val"]]
-    val_blends = None if landmarks is None else self_blend_set(
-        images[parts["val"]], labels_of(val_rows), landmarks[parts["val"]], config.seed,
-        None if pictures is None else pictures[parts["val"]], None if outlines is None else outlines[parts["val"]])
-    if val_blends is not None and not len(val_blends[1]):
-        val_blends = None  # no REAL validation faces
+    val_blend_sets = {}  # metrics.json key: (images, labels), scored every epoch
+    if landmarks is not None and (labels_of(val_rows) == 0).any():
+        for key, share in (("val_self_blend", 0.0), ("val_lower_face_blend", 1.0)):
+            val_blend_sets[key] = self_blend_set(
+                images[parts["val"]], labels_of(val_rows), landmarks[parts["val"]], config.seed,
+                None if pictures is None else pictures[parts["val"]],
+                None if outlines is None else outlines[parts["val"]], lower_face_share=share)
     for epoch in range(len(history) + 1, config.epochs + 1):
         if stopped:
             break
@@ -327,10 +338,9 @@ def train_processes(config: TrainConfig, world: World, device: torch.device, pro
         p_val = evaluate_shared(model, val_images, preprocess, device, world)
         val_metrics = frame_and_video_metrics(val_rows["video_id"], labels_of(val_rows), p_val, name="validation")
         entry = {"epoch": epoch, "lr": lr}
-        if val_blends is not None:
-            entry["val_self_blend"] = binary_metrics(val_blends[1],
-                                                     evaluate_shared(model, val_blends[0], preprocess, device, world),
-                                                     name="validation self-blends")
+        for key, (blend_images, blend_labels) in val_blend_sets.items():
+            entry[key] = binary_metrics(blend_labels, evaluate_shared(model, blend_images, preprocess, device, world),
+                                        name=f"validation {key[4:].replace('_', ' ')}s")
         score = world.broadcast(monitor_value(val_metrics, entry.get("val_self_blend")))  # one decision for all
         improved = best_score is None or score > best_score
         history.append({**entry, "seconds": round(time.perf_counter() - epoch_started, 1),
@@ -431,7 +441,8 @@ def make_loader(images: torch.Tensor, labels: np.ndarray, config: TrainConfig, g
     (`world`), this process's share of each step of that order, the same in every process (DistributedShuffle,
     call its set_epoch)."""
     dataset = FaceDataset(images, labels, build_augment(parse_augment(config.augment)), fakes=config.fakes,
-                          landmarks=landmarks, seed=config.seed, pictures=pictures, outlines=outlines)
+                          landmarks=landmarks, seed=config.seed, pictures=pictures, outlines=outlines,
+                          lower_face_share=config.lower_face_blends)
     if world.distributed:
         sampler = DistributedShuffle(lambda order_generator: training_order(dataset, config, order_generator),
                                      len(dataset), world, config.batch_size, seed=config.seed * 1000,
@@ -485,10 +496,11 @@ def prepare_run_dir(config: TrainConfig) -> tuple[TrainConfig, bool]:
 
 def self_blend_set(images: torch.Tensor, labels: np.ndarray, landmarks: np.ndarray, seed: int,
                    pictures: np.ndarray | None = None,
-                   outlines: np.ndarray | None = None) -> tuple[torch.Tensor, np.ndarray]:
+                   outlines: np.ndarray | None = None,
+                   lower_face_share: float = 0.0) -> tuple[torch.Tensor, np.ndarray]:
     """The REAL images and their self-blends (epoch 0: never a training epoch), with labels, for scoring."""
     dataset = FaceDataset(images, labels, fakes="self-blend", landmarks=landmarks, seed=seed, pictures=pictures,
-                          outlines=outlines)
+                          outlines=outlines, lower_face_share=lower_face_share)
     if not len(dataset):
         return torch.empty((0, *images.shape[1:]), dtype=torch.uint8), np.zeros(0, dtype=np.float32)
     return torch.stack([dataset[k][0] for k in range(len(dataset))]), dataset.labels.numpy()
@@ -507,6 +519,9 @@ def fake_source_notes(dataset: FaceDataset, outlines_file: Path | None = None) -
                  f"({len(dataset)} samples an epoch; the cache's FAKE train faces are not used)"]
     else:
         notes = [f"fakes: both: {n_real} REAL, {n_fake} FAKE and {n_blends} self-blended train faces an epoch"]
+    if dataset.lower_face_share > 0:
+        notes.append(f"lower-face blends: {dataset.lower_face_share:.0%} of the self-blends (drawn per face and epoch) "
+                     "are blended through the lower face only")
     if dataset.outlines is not None:
         n_dense = int(has_outline(dataset.outlines[dataset.sources[dataset.blended]]).sum())
         notes.append(f"blend masks: the dense outline of {outlines_file} for {n_dense} of the {n_blends} "
@@ -585,6 +600,8 @@ def epoch_line(entry: dict, epochs: int) -> str:
         return "n/a" if metrics["roc_auc"] is None else f"{metrics['roc_auc']:.3f}"
 
     blends = f" | val self-blend AUC {auc(entry['val_self_blend'])}" if "val_self_blend" in entry else ""
+    if "val_lower_face_blend" in entry:
+        blends += f", lower-face {auc(entry['val_lower_face_blend'])}"
     return (f"epoch {entry['epoch']}/{epochs}: train loss {train['log_loss']:.3f} acc {train['accuracy']:.3f} "
             f"AUC {auc(train)} | val loss {frame['log_loss']:.3f} acc {frame['accuracy']:.3f} AUC {auc(frame)} "
             f"(video AUC {auc(video)}){blends} | lr {entry['lr']:.2e} | {entry['seconds']:.0f} s"
@@ -598,7 +615,8 @@ def write_metrics(run_dir: Path, net: str, sizes: dict, history: list[dict], bes
         "monitor": "validation frame roc_auc on the cache's labels (when undefined: the validation self-blend "
                    "roc_auc if any, else minus the log loss)",
         "self_blend_validation": "epochs[].val_self_blend (with self-blended fakes): frame metrics of the "
-                                 "validation REAL faces against their self-blends (made once, seeded)",
+                                 "validation REAL faces against their self-blends (made once, seeded); "
+                                 "epochs[].val_lower_face_blend: against lower-face blends of them",
         "video_level": "mean of the frame p_fake of each video_id", "split_sizes": sizes,
         "best_epoch": best_epoch, "stopped_early": stopped, "epochs": history,
         "test": test,  # None until training ends; then the best checkpoint on the test split

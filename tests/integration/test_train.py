@@ -317,6 +317,7 @@ def test_self_blend_training_records_its_fakes(self_blend_run, astronaut_faces):
     for epoch in metrics["epochs"]:
         assert epoch["train"]["n_real"] == epoch["train"]["n_fake"] == n_train  # a real and its blend, no cache fake
         assert epoch["val_self_blend"]["n_real"] == epoch["val_self_blend"]["n_fake"] == n_val
+        assert epoch["val_lower_face_blend"]["n_real"] == epoch["val_lower_face_blend"]["n_fake"] == n_val
         assert epoch["val"]["frame"]["n_fake"] > 0  # validation is still the cache's own REAL and FAKE faces
     assert json.loads((self_blend_run / "config.json").read_text())["fakes"] == "self-blend"
     for name in ("checkpoint_best.pt", "checkpoint_last.pt"):
@@ -359,6 +360,30 @@ def test_both_trains_on_the_cache_fakes_and_self_blends(astronaut_faces, tmp_pat
     assert train["n_real"] + train["n_fake"] == (2 * n_real + n_fake) // 4 * 4  # whole batches of 4
     assert train["n_fake"] > n_fake  # the cache's fakes and self-blends
     assert torch.load(run_dir / "checkpoint_best.pt", weights_only=True)["train_config"]["fakes"] == "both"
+
+
+def test_lower_face_blends_are_recorded_and_refused_without_self_blends(astronaut_faces, tmp_path):
+    run_dir = tmp_path / "lower"
+    result = cli("train", "--net", "lenet", "--faces", astronaut_faces, "--out", run_dir, "--epochs", 1,
+                 "--batch-size", 4, "--fakes", "both", "--lower-face-blends", 0.5, "--quiet")
+    assert result.exit_code == 0, result.output
+    note = "lower-face blends: 50% of the self-blends (drawn per face and epoch) are blended through the lower face only"
+    assert note in result.output and note in json.loads((run_dir / "metrics.json").read_text())["notes"]
+    assert "its REAL faces vs lower-face blends: AUC" in result.output
+    assert json.loads((run_dir / "config.json").read_text())["lower_face_blends"] == 0.5
+    assert torch.load(run_dir / "checkpoint_best.pt", weights_only=True)["train_config"]["lower_face_blends"] == 0.5
+
+    without_blends = cli("train", "--net", "lenet", "--faces", astronaut_faces, "--out", tmp_path / "refused",
+                         "--lower-face-blends", 0.5)
+    assert without_blends.exit_code == 2 and "--fakes self-blend or both" in without_blends.output
+    too_many = cli("train", "--net", "lenet", "--faces", astronaut_faces, "--out", tmp_path / "refused",
+                   "--fakes", "both", "--lower-face-blends", 1.5)
+    assert too_many.exit_code == 2 and "--lower-face-blends" in too_many.output
+    assert not (tmp_path / "refused").exists()
+
+    grid = cli("self-blend-grid", "--faces", astronaut_faces, "--lower-face-blends", 1, "--out", tmp_path / "grid.png",
+               "--n", 2, "--size", 64)
+    assert grid.exit_code == 0 and (tmp_path / "grid.png").is_file(), grid.output
 
 
 @pytest.fixture(scope="module")

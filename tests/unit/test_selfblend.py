@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from models.data import FaceDataset, PairedShuffle, Preprocess, outlines_of, picture_boxes_of, points_to_input
-from models.selfblend import face_hull, inside_picture, outline_hull, sample_rng, self_blend
+from models.selfblend import face_hull, inside_picture, lower_face_hull, outline_hull, sample_rng, self_blend
 from pipeline.crops import cut_square, square_crop_box
 from pipeline.errors import DataError, UsageError
 
@@ -121,6 +121,43 @@ def test_the_hull_is_grown_from_the_five_points_toward_chin_and_brows(astronaut)
     assert hull[:, 1].min() < eyes_y - 0.2 * (mouth_y - eyes_y)  # and above the eyes, to the brows
     assert hull[:, 0].min() < landmarks[:, 0].min() and hull[:, 0].max() > landmarks[:, 0].max()
     assert hull[:, 0].max() - hull[:, 0].min() < 1.6 * (x2 - x1)  # but about the face's width
+
+
+def test_lower_face_blends_leave_the_eyes_and_change_mouth_and_chin(astronaut):
+    """A lower-face blend (as lip-sync tools leave one) keeps the eyes and all above them pixel for pixel, and
+    blends the mouth and the chin under it."""
+    image, landmarks, _ = whole_photo(astronaut)
+    eyes_y, mouth_y = landmarks[:2, 1].mean(), landmarks[3:, 1].mean()
+    eye_row = int(np.ceil(eyes_y + 0.1 * (mouth_y - eyes_y)))
+    mouth = tuple(np.round(landmarks[3:].mean(axis=0)).astype(int))
+    cuts = []
+    for seed in range(20):
+        blended, mask = self_blend(image, landmarks, np.random.default_rng(seed), lower_face_share=1.0)
+        assert mask[:eye_row].max() == 0.0, seed
+        assert np.array_equal(blended[:eye_row], image[:eye_row]), seed
+        assert mask[mouth[1], mouth[0]] >= 0.5 * mask.max(), seed  # the mouth is well inside the blend
+        cuts.append(np.flatnonzero(mask.max(axis=1) > 0.1)[0])
+    assert np.ptp(cuts) >= 0.15 * (mouth_y - eyes_y)  # the cut's height varies
+
+
+def test_the_lower_face_hull_spans_the_jaw_below_a_cut_between_eyes_and_mouth(astronaut):
+    _, landmarks, (x1, _, x2, _) = whole_photo(astronaut)
+    eyes_y, mouth_y = landmarks[:2, 1].mean(), landmarks[3:, 1].mean()
+    for seed in range(10):
+        hull = lower_face_hull(landmarks, np.random.default_rng(seed))
+        assert eyes_y + 0.2 * (mouth_y - eyes_y) < hull[:, 1].min() < mouth_y, seed
+        assert hull[:, 1].max() > mouth_y + 0.5 * (mouth_y - eyes_y), seed  # down to the chin
+        assert 0.8 * (x2 - x1) < np.ptp(hull[:, 0]) < 1.6 * (x2 - x1), seed  # cheek to cheek
+
+
+def test_the_lower_face_share_picks_that_share_of_the_blends(astronaut):
+    image, landmarks, _ = whole_photo(astronaut)
+    eye_row = int(np.ceil(landmarks[:2, 1].mean()))
+    eyes_kept = [not self_blend(image, landmarks, np.random.default_rng(seed), lower_face_share=0.5)[1][:eye_row].any()
+                 for seed in range(60)]
+    assert 15 <= sum(eyes_kept) <= 45  # about half are lower-face blends, the others whole-face ones
+    never = [self_blend(image, landmarks, np.random.default_rng(seed))[1][:eye_row].any() for seed in range(20)]
+    assert all(never)  # the default blends the whole face, eyes included
 
 
 @pytest.mark.parametrize("size", [8, 16])
