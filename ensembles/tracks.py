@@ -31,13 +31,16 @@ class TrackConfig:
     min_iou: float = 0.25
     max_shift: float = 1.0  # a face may move this many face sizes between sampled frames and keep its track
     max_gap: int = 3  # sampled frames a track may miss before it ends
+    # a face does not halve or double in size between sampled frames: a box that does is another face (or a
+    # stray detection) and starts its own track, instead of replacing the track's last box
+    max_size_ratio: float = 2.0
 
 
 def link_tracks(frame_positions: list[int], boxes: list[Box], config: TrackConfig = TrackConfig()) -> list[int]:
     """A track id for each face; faces are given by their sampled-frame position (0, 1, 2...) and box.
 
-    Greedy association, frame by frame: best-overlapping pairs first, then nearest centres.
-    Track ids are numbered in order of first appearance.
+    Greedy association, frame by frame: best-overlapping pairs first, then nearest centres; never a pair whose
+    sizes differ by more than `config.max_size_ratio`. Track ids are numbered in order of first appearance.
     """
     order = sorted(range(len(boxes)), key=lambda i: frame_positions[i])
     track_of = [-1] * len(boxes)
@@ -53,6 +56,9 @@ def link_tracks(frame_positions: list[int], boxes: list[Box], config: TrackConfi
         pairs = []
         for face in faces:
             for track in active:
+                sizes = max(face_size(boxes[face]), 1e-6), max(face_size(last_box[track]), 1e-6)
+                if max(sizes) / min(sizes) > config.max_size_ratio:
+                    continue
                 overlap = iou(boxes[face], last_box[track])
                 score = 1.0 + overlap if overlap >= config.min_iou else _near(boxes[face], last_box[track], config.max_shift)
                 if score > 0:

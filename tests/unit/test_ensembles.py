@@ -105,3 +105,12 @@ def test_fast_motion_is_linked_by_centre_distance_and_far_faces_are_not():
     assert link_tracks([0, 1], [(100, 100, 200, 200), (150, 100, 250, 200)]) == [0, 0]  # IoU 0.33
     assert link_tracks([0, 1], [(100, 100, 200, 200), (145, 130, 245, 230)]) == [0, 0]  # IoU < 0.25, close centre
     assert link_tracks([0, 1], [(100, 100, 200, 200), (400, 100, 500, 200)]) == [0, 1]
+
+
+def test_a_box_of_another_size_starts_its_own_track_and_leaves_the_face_linked():
+    """A stray box three times the face's size near it (the whole upper frame, as at frame 60 of DFDC's
+    yhffcuhhjy) is not linked into the face's track, and the face after it is linked to the face before."""
+    face, stray = (300, 100, 360, 160), (200, 0, 380, 180)
+    assert link_tracks([0, 1, 2], [face, stray, face]) == [0, 1, 0]
+    assert link_tracks([0, 1], [face, (290, 95, 370, 175)]) == [0, 0]  # 1.33x: a face coming closer
+    assert link_tracks([0, 1], [face, stray], TrackConfig(max_size_ratio=4.0)) == [0, 0]
