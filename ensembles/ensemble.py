@@ -366,7 +366,7 @@ class Ensemble:
             return self._error(path, str(exc), started), []
         except Exception as exc:  # a decoder failure on one file must not stop a batch
             log.debug("unexpected failure on %s", path, exc_info=True)
-            return self._error(path, f"{path}: {type(exc).__name__}: {exc}", started), []
+            return replace(self._error(path, f"{path}: {type(exc).__name__}: {exc}", started), internal_error=True), []
         finally:
             scorer.shutdown(wait=True, cancel_futures=True)
         per_model_probs = np.concatenate(probs_parts) if probs_parts else np.zeros((0, len(self.members)))

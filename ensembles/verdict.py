@@ -73,7 +73,8 @@ class VideoVerdict:
     """What the ensemble concluded about one file. `p_fake` is None when no face was found.
 
     `damaged`: fewer frames could be decoded than the file announced (truncated or corrupt), so the verdict
-    rests on part of it. `low_evidence`: the verdict rests on very few faces (see MIN_EVIDENCE_FACES).
+    rests on part of it. `internal_error`: an ERROR that is not the file's fault but an exception nobody
+    expected (its class and text are in `message`, for logs, not for an upload's client). `low_evidence`: the verdict rests on very few faces (see MIN_EVIDENCE_FACES).
     `deciding_track`: the track whose score is the verdict's (track policy "max"; with "mean", the one voting
     track, or None when several decided together).
     `warnings`: human sentences saying both, shown under the verdict line. `report`: the PNG written for
@@ -101,6 +102,7 @@ class VideoVerdict:
     deciding_track: int | None = None
     message: str = ""
     damaged: bool = False
+    internal_error: bool = False
     low_evidence: bool = False
     warnings: list[str] = field(default_factory=list)
     report: str | None = None

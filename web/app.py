@@ -13,7 +13,6 @@ import asyncio
 import base64
 import errno
 import logging
-import re
 import socket
 import tempfile
 import threading
@@ -119,17 +118,13 @@ def is_media(path: Path) -> bool:
         return False
 
 
-# How Ensemble.classify reports an exception it did not expect: "<path>: ValueError: <its text>".
-UNEXPECTED = re.compile(r"[A-Za-z_][\w.]*:( |$)")
-
-
-def public_message(message: str, path: Path, filename: str) -> str:
+def public_message(verdict: VideoVerdict, path: Path, filename: str) -> str:
     """An ERROR verdict's message as the client may read it: a MediaError's words (written for users) with the
-    client's filename for the server's path; anything else (an exception's class and text) in plain words."""
-    prefix = f"{path}: "
-    if message.startswith(prefix) and not UNEXPECTED.match(message[len(prefix):]):
-        return message.replace(str(path), filename)
-    log.warning("classifying an upload (%s) failed: %s", filename, message)
+    client's filename for the server's path; an unexpected exception's class and text (`internal_error`) only
+    in the server's log, and plain words for the client."""
+    if not verdict.internal_error:
+        return verdict.message.replace(str(path), filename)
+    log.warning("classifying an upload (%s) failed: %s", filename, verdict.message)
     return f"{filename}: the file could not be analysed (the decoder or the face detector failed on it)"
 
 
@@ -224,7 +219,7 @@ def create_app(ensemble: Ensemble, config: ServerConfig = ServerConfig()) -> Fas
             try:
                 verdict, thumbs = await pool.run(upload.path, thumbnails or report)
                 if verdict.verdict == "ERROR":
-                    return error(422, public_message(verdict.message, upload.path, upload.filename))
+                    return error(422, public_message(verdict, upload.path, upload.filename))
                 verdict = _as_uploaded(verdict, str(upload.path), upload.filename)
                 png = await pool.call(_report_data_url, verdict, thumbs, tmp_dir) if report else None
             finally:

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from cli import main
 from ensembles.ensemble import DEFAULT_ENSEMBLE, Ensemble
+from pipeline.faces import FaceExtractor
 from tests.conftest import shared_data
 
 JSON_KEYS = {"path", "verdict", "p_fake", "per_model", "tracks", "n_frames", "n_faces", "threshold", "faces"}
@@ -54,6 +55,23 @@ def test_bad_file_fails_alone_and_exit_code_says_so(small_ensemble, face_clip, t
     lines = result.output.splitlines()
     assert any(line.startswith("ERROR") and "broken.mp4" in line and "not a readable video" in line for line in lines)
     assert any(line.split()[0] in ("REAL", "FAKE") and "good.mp4" in line for line in lines)
+
+
+def test_an_unexpected_exception_is_an_internal_error_and_a_bad_file_is_not(small_ensemble, face_clip, tmp_path,
+                                                                          monkeypatch):
+    (tmp_path / "broken.mp4").write_text("not a video")
+    [bad] = json_lines(classify("classify-video", tmp_path / "broken.mp4", "--ensemble", small_ensemble, "--json").output)
+    assert bad["verdict"] == "ERROR" and bad["internal_error"] is False
+
+    def broken_search(self, reader):
+        raise RuntimeError("an injected bug")
+        yield  # a generator, like the real one
+
+    monkeypatch.setattr(FaceExtractor, "faces_in_file", broken_search)
+    result = classify("classify-video", face_clip, "--ensemble", small_ensemble, "--json")
+    [failed] = json_lines(result.output)
+    assert result.exit_code == 1 and failed["verdict"] == "ERROR" and failed["internal_error"] is True
+    assert "RuntimeError: an injected bug" in failed["message"]
 
 
 def test_report_png_per_video(small_ensemble, face_clip, tmp_path):
