@@ -230,8 +230,11 @@ def test_kill_minus_nine_leaves_no_process_behind_and_a_rerun_completes(engine, 
 def test_an_interrupt_ends_every_process_at_once_and_the_rerun_resumes(interrupt, start, clips, tmp_path):
     out = tmp_path / "out"
     process = start(extract_command(clips, out))
-    # one input recorded, another being read
-    wait_for(lambda: journaled(out) and started(out) - journaled(out), "an input done and one begun", process)
+    # one input recorded, another being read with more than half of its crops still to come (about half a
+    # second of work: an input caught writing its last crops could finish before the signal lands)
+    wait_for(lambda: journaled(out) and any(len(list(next(out.glob(f"*/{v}")).glob("*.jpg"))) < CROPS_PER_CLIP // 2
+                                            for v in started(out) - journaled(out)),
+             "an input done and one begun", process)
     processes = descendants(process.pid)
     if interrupt == "Ctrl-C":  # a terminal sends SIGINT to the whole foreground process group, workers included
         os.killpg(process.pid, signal.SIGINT)
