@@ -71,14 +71,19 @@ def face_hull(landmarks, rng: np.random.Generator) -> np.ndarray:
     it is then scaled about its centre by independent random factors in [0.9, 1.1] across and along
     the face.
     """
+    template = [_mirrored(JAW), _mirrored(BROWS)]
+    if rng.random() < FOREHEAD_PROBABILITY:
+        template.append(_mirrored(FOREHEAD))
+    return _placed_hull(np.concatenate(template), landmarks, rng)
+
+
+def _placed_hull(template: np.ndarray, landmarks, rng: np.random.Generator) -> np.ndarray:
+    """The convex hull (K, 2) of `template` (points in the frame of JAW) scaled about its centre by random
+    factors in [0.9, 1.1] across and along, then placed on the face by its five `landmarks`."""
     points = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
     eyes_mid = (points[0] + points[1]) / 2.0
     across = points[1] - points[0]
     down = (points[3] + points[4]) / 2.0 - eyes_mid
-    template = [_mirrored(JAW), _mirrored(BROWS)]
-    if rng.random() < FOREHEAD_PROBABILITY:
-        template.append(_mirrored(FOREHEAD))
-    template = np.concatenate(template)
     centre = template.mean(axis=0)
     template = centre + (template - centre) * rng.uniform(0.9, 1.1, size=2)
     outline = eyes_mid + template[:, :1] * across + template[:, 1:] * down
@@ -89,18 +94,10 @@ def lower_face_hull(landmarks, rng: np.random.Generator) -> np.ndarray:
     """The convex hull (K, 2) of the lower part of the face outline: JAW below a cut drawn from
     LOWER_FACE_CUT, scaled about its centre by random factors in [0.9, 1.1] as `face_hull` does.
     `landmarks`: as for `face_hull`."""
-    points = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
-    eyes_mid = (points[0] + points[1]) / 2.0
-    across = points[1] - points[0]
-    down = (points[3] + points[4]) / 2.0 - eyes_mid
     jaw = np.asarray(JAW, dtype=np.float64)
     cut = rng.uniform(*LOWER_FACE_CUT)
     half_width = float(np.interp(cut, jaw[:, 1], jaw[:, 0]))
-    template = _mirrored(np.concatenate([[(half_width, cut)], jaw[jaw[:, 1] > cut]]))
-    centre = template.mean(axis=0)
-    template = centre + (template - centre) * rng.uniform(0.9, 1.1, size=2)
-    outline = eyes_mid + template[:, :1] * across + template[:, 1:] * down
-    return cv2.convexHull(outline.astype(np.float32)).reshape(-1, 2)
+    return _placed_hull(_mirrored(np.concatenate([[(half_width, cut)], jaw[jaw[:, 1] > cut]])), landmarks, rng)
 
 
 def outline_hull(outline, landmarks, rng: np.random.Generator) -> np.ndarray:
