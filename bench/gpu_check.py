@@ -186,7 +186,7 @@ def train_images_per_second(device: str, cache_dir: Path, augment: str, epochs: 
 
     from models.data import Preprocess, labels_of, load_crops
     from models.registry import create_model
-    from models.train import TrainConfig, make_loader, make_scheduler, train_one_epoch
+    from models.train import TrainConfig, make_loader, make_scheduler, train_one_epoch, training_autocast
     from pipeline.cache import load_manifest
     from pipeline.detectors import resolve_device
 
@@ -199,13 +199,15 @@ def train_images_per_second(device: str, cache_dir: Path, augment: str, epochs: 
                          torch.Generator().manual_seed(0), device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
     scheduler = make_scheduler(optimizer, config, steps_per_epoch=len(loader))
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+    autocast_dtype = training_autocast(config.precision, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype == torch.float16)
     criterion = torch.nn.BCEWithLogitsLoss()
     started = 0.0
     for epoch in range(epochs + 1):
         if epoch == 1:
             started = time.perf_counter()
-        train_one_epoch(model, criterion, optimizer, scheduler, loader, preprocess, device, scaler, epoch, False)
+        train_one_epoch(model, criterion, optimizer, scheduler, loader, preprocess, device, scaler, epoch, False,
+                        autocast_dtype=autocast_dtype)
     return epochs * len(loader.dataset) / (time.perf_counter() - started)
 
 

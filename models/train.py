@@ -58,6 +58,7 @@ DEFAULT_EPOCHS = 20
 RUN_FILES = ("config.json", "split.csv", "metrics.json", "checkpoint_best.pt", "checkpoint_last.pt", "curves.png",
              "roc_test.png")
 BALANCE_MODES = ("loss", "sampler", "none")
+PRECISIONS = ("auto", "fp32", "bf16")  # auto: float16 mixed precision on CUDA, float32 on the CPU
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class TrainConfig:
     threads: int | None = None  # torch threads; None: all cores
     workers: int = 0  # DataLoader worker processes
     device: str | None = None  # None: cuda when available
+    precision: str = "auto"  # training arithmetic (PRECISIONS); validation and test always score as classify does
     resume: bool = False
     init_from: Path | None = None  # start from this checkpoint's weights (fine-tuning) instead of random ones
 
@@ -99,6 +101,8 @@ class TrainConfig:
             raise UsageError("--lr must be positive, --weight-decay and warm-up not negative")
         if self.balance not in BALANCE_MODES:
             raise UsageError(f"--balance {self.balance!r}: choose one of {', '.join(BALANCE_MODES)}")
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"--precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         if self.fakes not in FAKE_SOURCES:
             raise UsageError(f"--fakes {self.fakes!r}: choose one of {', '.join(FAKE_SOURCES)}")
         if self.fakes != "dataset" and self.balance == "sampler":
@@ -184,16 +188,16 @@ def _sizes(sizes: dict) -> str:
 def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler, loader: DataLoader, preprocess: Preprocess,
                     device: torch.device, scaler: torch.amp.GradScaler, epoch: int, progress: bool = True,
-                    world: World = World()) -> dict:
+                    world: World = World(), autocast_dtype: torch.dtype | None = None) -> dict:
     """One pass over `loader`; metrics of the batches' own predictions (as the weights changed), those of
-    every process under torchrun."""
+    every process under torchrun. `autocast_dtype`: mixed precision in that type (`training_autocast`)."""
     model.train()
     labels, probabilities = [], []
     bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False, dynamic_ncols=True)
     for images, targets in bar:
         images = to_model_input(preprocess.normalize(images.to(device, non_blocking=True)))
         targets = targets.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=scaler.is_enabled()):
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             logits = model(images)
             loss = criterion(logits.float(), targets)
         optimizer.zero_grad(set_to_none=True)
@@ -297,7 +301,11 @@ def train_processes(config: TrainConfig, world: World, device: torch.device, pro
     criterion = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight, device=device))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = make_scheduler(optimizer, config, steps_per_epoch=len(loader))
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")  # mixed precision on CUDA only
+    autocast_dtype = training_autocast(config.precision, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype == torch.float16)  # bfloat16 needs no scaling
+    if autocast_dtype is not None:
+        notes.append(f"mixed precision: {str(autocast_dtype).removeprefix('torch.')} on {device.type} "
+                     f"(--precision {config.precision})")
 
     history, best_score, best_epoch, bad_epochs, stopped = [], None, 0, 0, False
     if resumed:  # every process loads the same state
@@ -333,7 +341,7 @@ def train_processes(config: TrainConfig, world: World, device: torch.device, pro
             loader.sampler.set_epoch(epoch)  # this epoch's order, the same in every process
         lr = optimizer.param_groups[0]["lr"]
         train_metrics = train_one_epoch(trained, criterion, optimizer, scheduler, loader, preprocess, device, scaler,
-                                        epoch, progress, world)
+                                        epoch, progress, world, autocast_dtype)
         sync_buffers(world, model)  # every process scores with rank 0's weights, those its checkpoints hold
         p_val = evaluate_shared(model, val_images, preprocess, device, world)
         val_metrics = frame_and_video_metrics(val_rows["video_id"], labels_of(val_rows), p_val, name="validation")
@@ -491,7 +499,15 @@ def prepare_run_dir(config: TrainConfig) -> tuple[TrainConfig, bool]:
         raise DataError(f"{config.run_dir / 'split.csv'}: missing, the run cannot be resumed on the same split")
     saved = TrainConfig.from_dict(last.state["train_config"])
     return replace(saved, run_dir=config.run_dir, epochs=config.epochs or saved.epochs, threads=config.threads,
-                   workers=config.workers, device=config.device, resume=True), True
+                   workers=config.workers, device=config.device, precision=config.precision, resume=True), True
+
+
+def training_autocast(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast type of training steps: float16 on CUDA under auto (with gradient scaling), bfloat16 under
+    bf16 (fast where the CPU has native bfloat16, e.g. AVX512-BF16 or AMX), None for float32."""
+    if precision == "bf16":
+        return torch.bfloat16
+    return torch.float16 if precision == "auto" and device.type == "cuda" else None
 
 
 def self_blend_set(images: torch.Tensor, labels: np.ndarray, landmarks: np.ndarray, seed: int,

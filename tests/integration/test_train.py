@@ -217,6 +217,22 @@ def test_resume_continues_from_the_saved_epoch(lenet_run, astronaut_faces, tmp_p
     assert all(torch.allclose(weights[key], reference[key], atol=1e-6) for key in reference)
 
 
+def test_bf16_training_is_noted_saves_float32_weights_and_resumes_in_another_precision(astronaut_faces, tmp_path):
+    run_dir = tmp_path / "bf16"
+    result = cli("train", "--net", "lenet", "--faces", astronaut_faces, "--out", run_dir, "--epochs", 1,
+                 "--batch-size", 8, "--precision", "bf16", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "note: mixed precision: bfloat16 on cpu (--precision bf16)" in result.output
+    checkpoint = torch.load(run_dir / "checkpoint_best.pt", weights_only=True)
+    assert checkpoint["train_config"]["precision"] == "bf16"
+    assert all(t.dtype == torch.float32 for t in checkpoint["model"].values() if t.is_floating_point())
+
+    result = cli("train", "--resume", "--out", run_dir, "--epochs", 2, "--precision", "fp32", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "mixed precision" not in result.output
+    assert torch.load(run_dir / "checkpoint_last.pt", weights_only=True)["train_config"]["precision"] == "fp32"
+
+
 # -- bad input: a clear message, a non-zero exit, nothing written -------------------------------------
 def broken_copy(cache_dir: Path, folder: Path, how: str) -> tuple[Path, str]:
     """A copy of the cache broken in one way, and the message expected."""

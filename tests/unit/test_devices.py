@@ -17,7 +17,7 @@ import torch
 
 from models import create_model
 from models.data import Preprocess
-from models.train import restore_scaler, train_one_epoch
+from models.train import TrainConfig, restore_scaler, train_one_epoch, training_autocast
 from pipeline.detectors import create_detector, cuda_expected, resolve_device
 from pipeline.errors import UsageError
 from pipeline.extract import CUDA_DEFAULT_WORKERS, resolve_workers
@@ -69,10 +69,44 @@ def test_training_step_with_mixed_precision_and_loss_scaling():
     scaler = torch.amp.GradScaler("cpu", enabled=True, init_scale=2.0**8)
     before = [p.detach().clone() for p in model.parameters()]
     metrics = train_one_epoch(model, torch.nn.BCEWithLogitsLoss(), optimizer, scheduler, loader,
-                              Preprocess(64), torch.device("cpu"), scaler, epoch=1, progress=False)
+                              Preprocess(64), torch.device("cpu"), scaler, epoch=1, progress=False,
+                              autocast_dtype=torch.float16)
     assert np.isfinite(metrics["log_loss"]) and metrics["n"] == 8
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))  # the optimizer stepped
     assert scaler.state_dict()["scale"] > 0
+
+
+def test_autocast_type_of_each_precision():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert training_autocast("auto", cuda) == torch.float16  # with loss scaling, as before --precision
+    assert training_autocast("auto", cpu) is None  # float32: CPU recipes train exactly as they always did
+    assert training_autocast("bf16", cpu) == training_autocast("bf16", cuda) == torch.bfloat16
+    assert training_autocast("fp32", cuda) is None
+    with pytest.raises(UsageError, match="--precision 'half'"):
+        TrainConfig(net="lenet", precision="half")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, None])
+def test_training_step_in_bfloat16_on_the_cpu(dtype):
+    """--precision bf16: the convolutions compute in bfloat16, the weights and their updates stay float32."""
+    torch.manual_seed(0)
+    model = create_model("lenet").to(memory_format=torch.channels_last)
+    computed = []
+    first_conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    first_conv.register_forward_hook(lambda module, args, output: computed.append(output.dtype))
+    images = torch.randint(0, 256, (8, 3, 64, 64), dtype=torch.uint8)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(images, torch.tensor([0.0, 1.0] * 4)), batch_size=4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    before = [p.detach().clone() for p in model.parameters()]
+    metrics = train_one_epoch(model, torch.nn.BCEWithLogitsLoss(), optimizer, scheduler, loader, Preprocess(64),
+                              torch.device("cpu"), torch.amp.GradScaler("cpu", enabled=False), epoch=1,
+                              progress=False, autocast_dtype=dtype)
+    assert computed == [dtype or torch.float32] * 2  # two batches
+    assert np.isfinite(metrics["log_loss"]) and metrics["n"] == 8
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
 def test_a_cpu_run_resumes_with_loss_scaling_and_back():
