@@ -252,6 +252,19 @@ def train(quiet, **options):
         click.echo(line)
 
 
+@main.command("export-checkpoint")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("destination", type=click.Path(path_type=Path))
+@click.option("--half", is_flag=True, help="Store the weights in float16: half the file size; they load back "
+                                           "into float32 nets (build-ensemble on the exported file measures them).")
+def export_checkpoint(source, destination, half):
+    """Copy a training checkpoint for shipping: without its resume state, optionally in half precision."""
+    from models.checkpoint import export_checkpoint as export
+
+    written = export(source, destination, half=half)
+    click.echo(f"wrote {written} ({written.stat().st_size / 2**20:.1f} MiB)")
+
+
 @main.command("self-blend-grid")
 @click.option("--faces", type=click.Path(path_type=Path), default=Path("data/faces"), show_default=True,
               help="Face cache written by extract (with MTCNN landmarks), as for train.")

@@ -3,7 +3,8 @@
 Keys: format, version, net, net_kwargs, input_size, preprocess (face_fraction, mean, std), classes,
 train_config, split ({"train": [groups], "val": [...], "test": [...]}), epoch, val_metrics, model
 (state dict); the resume checkpoint (`checkpoint_last.pt`) adds optimizer, lr_scheduler, scaler and
-the training history. The shipped `best` checkpoints carry no optimizer state.
+the training history. The shipped `best` checkpoints carry no optimizer state; `export_checkpoint` writes
+such a copy, its weights optionally stored in float16 (`stored_as`), which load back into float32 nets.
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 
 FORMAT = "deepfake-detector-checkpoint"
 VERSION = 1
+RESUME_KEYS = ("optimizer", "lr_scheduler", "scaler", "history", "best_score", "best_epoch", "bad_epochs",
+               "stopped_early")
 
 
 def make_checkpoint(model: nn.Module, preprocess: Preprocess, *, train_config: dict, split: dict[str, list[str]],
@@ -94,3 +97,20 @@ def load_checkpoint(path: str | Path, net: str | None = None) -> Checkpoint:
     return Checkpoint(path=path, net=state["net"], net_kwargs=dict(state["net_kwargs"]),
                       preprocess=Preprocess.from_dict(state["preprocess"]), classes=tuple(state["classes"]),
                       epoch=int(state["epoch"]), state=state)
+
+
+def export_checkpoint(source: str | Path, destination: str | Path, half: bool = False) -> Path:
+    """A copy of `source` to ship: no resume state; with `half`, floating-point weights stored as float16
+    (half the size; `load_state_dict` casts them back to the net's float32). Atomic; never onto `source`."""
+    checkpoint = load_checkpoint(source)
+    destination = Path(destination)
+    if destination.exists() and destination.resolve() == checkpoint.path.resolve():
+        raise UsageError(f"{destination}: the export would overwrite its own source; name another file")
+    state = {key: value for key, value in checkpoint.state.items() if key not in RESUME_KEYS}
+    if half:
+        state["model"] = {key: value.half() if value.is_floating_point() else value
+                          for key, value in state["model"].items()}
+    state["stored_as"] = "float16" if half else state.get("stored_as", "float32")
+    checkpoint.build_model()  # refuses weights that do not fit their net before anything is written
+    save_checkpoint(state, destination)
+    return destination

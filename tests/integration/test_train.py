@@ -305,6 +305,34 @@ def test_evaluate_refuses_bad_checkpoints(lenet_run, astronaut_faces, tmp_path):
     assert renamed.exit_code == 1 and "its weights do not fit a minivgg net" in renamed.output
 
 
+def test_export_checkpoint_drops_resume_state_and_halves_the_weights(lenet_run, astronaut_faces, tmp_path):
+    exported = tmp_path / "lenet-half.pt"
+    result = cli("export-checkpoint", lenet_run / "checkpoint_last.pt", exported, "--half")
+    assert result.exit_code == 0, result.output
+    state = torch.load(exported, weights_only=True)
+    assert "optimizer" not in state and "history" not in state and state["stored_as"] == "float16"
+    floats = [t for t in state["model"].values() if t.is_floating_point()]
+    assert floats and all(t.dtype == torch.float16 for t in floats)
+    full = torch.load(lenet_run / "checkpoint_last.pt", weights_only=True)
+    assert exported.stat().st_size < 0.6 * sum(t.numel() * 4 for t in full["model"].values())
+
+    def scores(checkpoint: Path) -> dict:
+        out = cli("evaluate", "--checkpoint", checkpoint, "--faces", astronaut_faces, "--json", "--quiet")
+        assert out.exit_code == 0, out.output
+        return json.loads(out.output)["frame"]
+
+    half, single = scores(exported), scores(lenet_run / "checkpoint_last.pt")  # float16 weights, float32 net
+    assert half["log_loss"] == pytest.approx(single["log_loss"], abs=2e-3)
+    assert half["roc_auc"] == pytest.approx(single["roc_auc"], abs=0.02)
+
+    onto_itself = cli("export-checkpoint", exported, exported)
+    assert onto_itself.exit_code == 2 and "overwrite its own source" in onto_itself.output
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(exported.read_bytes()[:2000])
+    refused = cli("export-checkpoint", corrupt, tmp_path / "out.pt")
+    assert refused.exit_code == 1 and "corrupt" in refused.output and not (tmp_path / "out.pt").exists()
+
+
 # -- self-blended fakes (--fakes) ------------------------------------------------------------------------
 def train_reals(run_dir: Path, cache_dir: Path, split: str) -> int:
     """How many REAL faces of the cache fell in `split` of the run."""
