@@ -1,6 +1,7 @@
 """The nets, their registry, the shared preprocessing, augmentation and checkpoints."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -250,12 +251,19 @@ def test_a_checkpoint_of_another_net_is_refused(tmp_path):
 
 # -- the shipped weights ---------------------------------------------------------------------------
 WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "weights"
+SHIPPED = json.loads((WEIGHTS / "ensemble.json").read_text())["members"]  # lenet.pt, minivgg.pt, resnet18.pt
 
 
-@pytest.mark.parametrize("name", model_names())
-def test_shipped_weights_load_and_score(name, astronaut):
-    checkpoint = load_checkpoint(WEIGHTS / f"{name}.pt", net=name)
-    raw = torch.load(WEIGHTS / f"{name}.pt", weights_only=True)
+def test_every_net_ships_and_the_nets_only_ensemble_has_the_same_members():
+    assert sorted(load_checkpoint(WEIGHTS / member).net for member in SHIPPED) == sorted(model_names())
+    assert json.loads((WEIGHTS / "ensemble_nets.json").read_text())["members"] == SHIPPED
+    assert sorted(path.name for path in WEIGHTS.glob("*.pt")) == sorted(SHIPPED)  # no stray weights
+
+
+@pytest.mark.parametrize("member", SHIPPED)
+def test_shipped_weights_load_and_score(member, astronaut):
+    checkpoint = load_checkpoint(WEIGHTS / member)
+    raw = torch.load(WEIGHTS / member, weights_only=True)
     assert "optimizer" not in raw and raw["val_metrics"]["frame"]["roc_auc"] > 0.6
     assert not set(raw["split"]["train"]) & set(raw["split"]["test"])
     model = checkpoint.build_model()
@@ -264,11 +272,11 @@ def test_shipped_weights_load_and_score(name, astronaut):
     assert p_fake.shape == (2,) and ((0 < p_fake) & (p_fake < 1)).all()
 
 
-@pytest.mark.parametrize("name", model_names())
-def test_flip_averaging_scores_a_face_and_its_mirror_image_alike(name, astronaut):
+@pytest.mark.parametrize("member", SHIPPED)
+def test_flip_averaging_scores_a_face_and_its_mirror_image_alike(member, astronaut):
     from models.nets import fake_logits
 
-    checkpoint = load_checkpoint(WEIGHTS / f"{name}.pt", net=name)
+    checkpoint = load_checkpoint(WEIGHTS / member)
     model = checkpoint.build_model().eval()
     face = checkpoint.preprocess([astronaut])
     batch = torch.cat([face, torch.flip(face, dims=[-1])])  # the face and its mirror image, as the net sees them
@@ -284,4 +292,4 @@ def test_flip_averaging_scores_a_face_and_its_mirror_image_alike(name, astronaut
 
 
 def test_shipped_weights_fit_the_size_budget():
-    assert sum(path.stat().st_size for path in WEIGHTS.glob("*.pt")) <= 25 * 1024 * 1024
+    assert sum(path.stat().st_size for path in WEIGHTS.glob("*.pt")) <= 60 * 10**6  # issue 11: at most 60 MB
