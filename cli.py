@@ -228,10 +228,10 @@ def parse_json_object(ctx, param, value):
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch threads [default: all cores].")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="DataLoader processes.")
 @click.option("--device", default=None, help="cpu or cuda [default: cuda when available, with mixed precision].")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
-              help="Training arithmetic: auto is float16 mixed precision on CUDA and float32 on the CPU; bf16 is "
-                   "bfloat16 mixed precision, about twice as fast on CPUs with native bfloat16 (AVX512-BF16, AMX). "
-                   "Validation and test always score in the precision classify uses.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default=None,
+              help="Training arithmetic [default: auto, or the run's own on --resume]: auto is float16 mixed "
+                   "precision on CUDA and float32 on the CPU; bf16 is bfloat16 mixed precision, about twice as fast "
+                   "on CPUs with native bfloat16 (AVX512-BF16, AMX). Validation and test always score in float32.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint, with its saved "
                                              "settings (only --epochs, --threads, --workers, --device, --precision "
                                              "may change).")

@@ -87,7 +87,7 @@ class TrainConfig:
     threads: int | None = None  # torch threads; None: all cores
     workers: int = 0  # DataLoader worker processes
     device: str | None = None  # None: cuda when available
-    precision: str = "auto"  # training arithmetic (PRECISIONS); validation and test always score as classify does
+    precision: str | None = None  # training arithmetic (PRECISIONS); None: auto, or the saved one on resume
     resume: bool = False
     init_from: Path | None = None  # start from this checkpoint's weights (fine-tuning) instead of random ones
 
@@ -101,7 +101,7 @@ class TrainConfig:
             raise UsageError("--lr must be positive, --weight-decay and warm-up not negative")
         if self.balance not in BALANCE_MODES:
             raise UsageError(f"--balance {self.balance!r}: choose one of {', '.join(BALANCE_MODES)}")
-        if self.precision not in PRECISIONS:
+        if self.precision is not None and self.precision not in PRECISIONS:
             raise UsageError(f"--precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         if self.fakes not in FAKE_SOURCES:
             raise UsageError(f"--fakes {self.fakes!r}: choose one of {', '.join(FAKE_SOURCES)}")
@@ -489,7 +489,8 @@ def prepare_run_dir(config: TrainConfig) -> tuple[TrainConfig, bool]:
         if taken:
             raise UsageError(f"{run_dir} already holds a run ({', '.join(taken)}); "
                              "continue it with --resume or choose another --out")
-        return replace(config, run_dir=run_dir, epochs=config.epochs or DEFAULT_EPOCHS), False
+        return replace(config, run_dir=run_dir, epochs=config.epochs or DEFAULT_EPOCHS,
+                       precision=config.precision or "auto"), False
     if config.run_dir is None:
         raise UsageError("--resume needs --out RUN_DIR, the run to continue")
     if not (config.run_dir / "checkpoint_last.pt").is_file():
@@ -499,15 +500,16 @@ def prepare_run_dir(config: TrainConfig) -> tuple[TrainConfig, bool]:
         raise DataError(f"{config.run_dir / 'split.csv'}: missing, the run cannot be resumed on the same split")
     saved = TrainConfig.from_dict(last.state["train_config"])
     return replace(saved, run_dir=config.run_dir, epochs=config.epochs or saved.epochs, threads=config.threads,
-                   workers=config.workers, device=config.device, precision=config.precision, resume=True), True
+                   workers=config.workers, device=config.device, precision=config.precision or saved.precision or "auto",
+                   resume=True), True
 
 
-def training_autocast(precision: str, device: torch.device) -> torch.dtype | None:
+def training_autocast(precision: str | None, device: torch.device) -> torch.dtype | None:
     """The autocast type of training steps: float16 on CUDA under auto (with gradient scaling), bfloat16 under
     bf16 (fast where the CPU has native bfloat16, e.g. AVX512-BF16 or AMX), None for float32."""
     if precision == "bf16":
         return torch.bfloat16
-    return torch.float16 if precision == "auto" and device.type == "cuda" else None
+    return torch.float16 if precision in ("auto", None) and device.type == "cuda" else None
 
 
 def self_blend_set(images: torch.Tensor, labels: np.ndarray, landmarks: np.ndarray, seed: int,

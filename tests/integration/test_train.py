@@ -227,7 +227,11 @@ def test_bf16_training_is_noted_saves_float32_weights_and_resumes_in_another_pre
     assert checkpoint["train_config"]["precision"] == "bf16"
     assert all(t.dtype == torch.float32 for t in checkpoint["model"].values() if t.is_floating_point())
 
-    result = cli("train", "--resume", "--out", run_dir, "--epochs", 2, "--precision", "fp32", "--quiet")
+    kept = cli("train", "--resume", "--out", run_dir, "--epochs", 2, "--quiet")  # the run's own precision
+    assert kept.exit_code == 0, kept.output
+    assert "note: mixed precision: bfloat16" in kept.output
+
+    result = cli("train", "--resume", "--out", run_dir, "--epochs", 3, "--precision", "fp32", "--quiet")
     assert result.exit_code == 0, result.output
     assert "mixed precision" not in result.output
     assert torch.load(run_dir / "checkpoint_last.pt", weights_only=True)["train_config"]["precision"] == "fp32"

@@ -80,6 +80,7 @@ def test_autocast_type_of_each_precision():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert training_autocast("auto", cuda) == torch.float16  # with loss scaling, as before --precision
     assert training_autocast("auto", cpu) is None  # float32: CPU recipes train exactly as they always did
+    assert training_autocast(None, cuda) == torch.float16  # a config not yet resolved by a run means auto
     assert training_autocast("bf16", cpu) == training_autocast("bf16", cuda) == torch.bfloat16
     assert training_autocast("fp32", cuda) is None
     with pytest.raises(UsageError, match="--precision 'half'"):
