@@ -220,7 +220,7 @@ def test_resume_continues_from_the_saved_epoch(lenet_run, astronaut_faces, tmp_p
 def test_bf16_training_is_noted_saves_float32_weights_and_resumes_in_another_precision(astronaut_faces, tmp_path):
     run_dir = tmp_path / "bf16"
     result = cli("train", "--net", "lenet", "--faces", astronaut_faces, "--out", run_dir, "--epochs", 1,
-                 "--batch-size", 8, "--precision", "bf16", "--quiet")
+                 "--batch-size", 8, "--precision", "bf16", "--device", "cpu", "--quiet")
     assert result.exit_code == 0, result.output
     assert "note: mixed precision: bfloat16 on cpu (--precision bf16)" in result.output
     checkpoint = torch.load(run_dir / "checkpoint_best.pt", weights_only=True)
