@@ -257,11 +257,16 @@ def train(quiet, **options):
 @click.argument("destination", type=click.Path(path_type=Path))
 @click.option("--half", is_flag=True, help="Store the weights in float16: half the file size; they load back "
                                            "into float32 nets (build-ensemble on the exported file measures them).")
-def export_checkpoint(source, destination, half):
+@click.option("--split-file", type=click.Path(path_type=Path), default=None,
+              help="Record this split file's groups in the copy: the run's own --split-file, when the run had "
+                   "only part of its groups (a bench/pack_faces.py copy keeps a few test groups), so that "
+                   "evaluate --split test scores them all. Refused unless every training and validation group "
+                   "of the run has the same role in it.")
+def export_checkpoint(source, destination, half, split_file):
     """Copy a training checkpoint for shipping: without its resume state, optionally in half precision."""
     from models.checkpoint import export_checkpoint as export
 
-    written = export(source, destination, half=half)
+    written = export(source, destination, half=half, split_file=split_file)
     click.echo(f"wrote {written} ({written.stat().st_size / 2**20:.1f} MiB)")
 
 

@@ -99,14 +99,18 @@ def load_checkpoint(path: str | Path, net: str | None = None) -> Checkpoint:
                       epoch=int(state["epoch"]), state=state)
 
 
-def export_checkpoint(source: str | Path, destination: str | Path, half: bool = False) -> Path:
+def export_checkpoint(source: str | Path, destination: str | Path, half: bool = False,
+                      split_file: str | Path | None = None) -> Path:
     """A copy of `source` to ship: no resume state; with `half`, floating-point weights stored as float16
-    (half the size; `load_state_dict` casts them back to the net's float32). Atomic; never onto `source`."""
+    (half the size; `load_state_dict` casts them back to the net's float32); with `split_file`, the groups
+    of that split recorded (`split_of_file`). Atomic; never onto `source`."""
     checkpoint = load_checkpoint(source)
     destination = Path(destination)
     if destination.exists() and destination.resolve() == checkpoint.path.resolve():
         raise UsageError(f"{destination}: the export would overwrite its own source; name another file")
     state = {key: value for key, value in checkpoint.state.items() if key not in RESUME_KEYS}
+    if split_file is not None:
+        state["split"] = split_of_file(checkpoint.state.get("split", {}), split_file)
     if half:
         state["model"] = {key: value.half() if value.is_floating_point() else value
                           for key, value in state["model"].items()}
@@ -114,3 +118,22 @@ def export_checkpoint(source: str | Path, destination: str | Path, half: bool = 
     checkpoint.build_model()  # refuses weights that do not fit their net before anything is written
     save_checkpoint(state, destination)
     return destination
+
+
+def split_of_file(run_split: dict, split_file: str | Path) -> dict[str, list[str]]:
+    """The groups of each split in `split_file`, to record in place of a run's own (which holds only the
+    groups its cache had: on a packed copy, a few test groups). UsageError unless every training and
+    validation group of the run has the same role there, so the test groups stay unseen."""
+    from models.split import SPLITS, read_split
+
+    try:
+        table = read_split(Path(split_file))
+    except DataError as exc:
+        raise UsageError(str(exc)) from None
+    groups = {name: sorted(table.loc[table["split"] == name, "group"]) for name in SPLITS}
+    for name in ("train", "val"):
+        moved = sorted(set(run_split.get(name, ())) - set(groups[name]))
+        if moved:
+            raise UsageError(f"{split_file}: {len(moved)} {name} group(s) of the run are not {name} there "
+                             f"(e.g. {moved[0]!r}); name the run's own split file")
+    return groups

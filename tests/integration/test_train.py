@@ -337,6 +337,27 @@ def test_export_checkpoint_drops_resume_state_and_halves_the_weights(lenet_run, 
     assert refused.exit_code == 1 and "corrupt" in refused.output and not (tmp_path / "out.pt").exists()
 
 
+def test_export_checkpoint_records_the_run_s_whole_split_file(lenet_run, tmp_path):
+    """A run on part of its groups (as on a packed cache) ships with its whole split file's groups."""
+    table = pd.read_csv(lenet_run / "split.csv", dtype=str)
+    whole = pd.concat([table, pd.DataFrame({"group": ["elsewhere-1", "elsewhere-2"], "split": ["test", "train"]})])
+    whole.to_csv(tmp_path / "whole.csv", index=False)
+    exported = tmp_path / "lenet.pt"
+    result = cli("export-checkpoint", lenet_run / "checkpoint_best.pt", exported, "--split-file", tmp_path / "whole.csv")
+    assert result.exit_code == 0, result.output
+    recorded = torch.load(exported, weights_only=True)["split"]
+    assert "elsewhere-1" in recorded["test"] and "elsewhere-2" in recorded["train"]
+    assert set(recorded["val"]) == set(table.loc[table["split"] == "val", "group"])
+
+    swapped = table.copy()  # a training group of the run presented as a test group: refused, nothing written
+    swapped.loc[swapped.index[swapped["split"] == "train"][0], "split"] = "test"
+    swapped.to_csv(tmp_path / "swapped.csv", index=False)
+    refused = cli("export-checkpoint", lenet_run / "checkpoint_best.pt", tmp_path / "no.pt", "--split-file",
+                  tmp_path / "swapped.csv")
+    assert refused.exit_code == 2 and "train group(s) of the run are not train there" in refused.output
+    assert not (tmp_path / "no.pt").exists()
+
+
 # -- self-blended fakes (--fakes) ------------------------------------------------------------------------
 def train_reals(run_dir: Path, cache_dir: Path, split: str) -> int:
     """How many REAL faces of the cache fell in `split` of the run."""
