@@ -448,14 +448,18 @@ def build_ensemble(members, faces, out, combiner, aggregator, target_fpr, detect
               help="Where to write the ensemble file with the mouth-motion member (may be the --ensemble file).")
 @click.option("--alpha", type=click.FloatRange(0, 0.5, min_open=True, max_open=True), default=0.05, show_default=True,
               help="Share of real tracks the member alone may call FAKE at the ensemble's threshold.")
+@click.option("--speech-only/--all-faces", default=True, show_default=True,
+              help="Judge (and fit on) only the faces sampled while someone speaks in the file's audio; files "
+                   "without speech are then not judged. --all-faces: every face, sound or not (before 2026-11-23).")
 @click.option("--device", default=None, help="torch device for face detection [default: cuda when available].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def calibrate_motion(paths, ensemble_file, out, alpha, device, quiet):
+def calibrate_motion(paths, ensemble_file, out, alpha, speech_only, device, quiet):
     """Add the mouth-motion member (for one-photo talking heads) to an ensemble, fitted on REAL videos.
 
-    PATHS are real videos of people talking (files or folders; never the clips you evaluate on). A track
-    whose mouth opens and closes less than all but ALPHA of these people's is pushed towards FAKE. Exit
-    status 1 when any path could not be read (the others are used), 2 when too few tracks were found.
+    PATHS are real videos of people talking, with their sound (files or folders; never the clips you
+    evaluate on). A track whose mouth opens and closes less than all but ALPHA of these people's while they
+    speak is pushed towards FAKE. Exit status 1 when any path could not be read (the others are used), 2 when
+    too few tracks were found.
     """
     import os
     from dataclasses import replace
@@ -465,7 +469,7 @@ def calibrate_motion(paths, ensemble_file, out, alpha, device, quiet):
 
     source = Path(ensemble_file) if ensemble_file else DEFAULT_ENSEMBLE
     ensemble = Ensemble.load(source, device=device)
-    result = calibrate_mouth_motion(list(paths), ensemble, alpha, progress=not quiet)
+    result = calibrate_mouth_motion(list(paths), ensemble, alpha, progress=not quiet, speech_only=speech_only)
     for line in result.failed:
         click.echo(f"FAILED   {line}", err=True)
     members = tuple(os.path.relpath((source.parent / m).resolve(), Path(out).resolve().parent)

@@ -22,10 +22,11 @@ import torch
 from ensembles.aggregate import Aggregator
 from ensembles.combine import Combiner
 from ensembles.explain import explained, low_confidence_floor, name_tracks
-from ensembles.motion import MouthMotion, mouth_spread
+from ensembles.motion import MouthMotion, track_mouth_spread
 from ensembles.tracks import TrackConfig, link_tracks, rule_tracks
 from ensembles.verdict import ERROR, FAKE, NO_FACE, REAL, FaceScore, TrackScore, VideoVerdict, low_evidence_note
 from models.nets import check_tta, fake_logits
+from pipeline.audio import during_speech, speech_spans
 from pipeline.cache import write_atomic
 from pipeline.errors import DataError, MediaError, UsageError
 from pipeline.faces import FIELDS_ADDED_LATER, FaceConfig, FaceExtractor
@@ -245,19 +246,26 @@ class Ensemble:
         score, tracks, _, _ = self._judge_tracks(track_ids, positions, probs, facts, motion)
         return score, tracks, track_ids
 
-    def mouth_motion(self, track_ids: list[int], boxes: list, landmarks: list | None) -> dict[int, tuple]:
+    def mouth_motion(self, track_ids: list[int], boxes: list, landmarks: list | None,
+                     speaking: list[bool] | None = None) -> dict[int, tuple]:
         """Per track, (mouth spread, the mouth-motion member's p_fake or None when the track is too short to
-        judge); empty when the ensemble has no such member or the faces have no landmarks."""
+        judge); empty when the ensemble has no such member or the faces have no landmarks. `speaking` (per
+        face: sampled during speech?) limits a speech-only member to those faces; None: all faces."""
         motion = self.config.mouth_motion
         if motion is None or landmarks is None:
             return {}
         ids = np.asarray(track_ids)
         scores = {}
         for track in sorted(set(ids.tolist())):
-            members = np.flatnonzero(ids == track)
-            spread = mouth_spread([boxes[i] for i in members], [landmarks[i] for i in members], motion.min_faces)
+            spread = track_mouth_spread(np.flatnonzero(ids == track), boxes, landmarks,
+                                        speaking if motion.speech_only else None, motion.min_faces)
             scores[track] = (spread, motion.p_fake(spread, self.config.threshold))
         return scores
+
+    @property
+    def judges_speech(self) -> bool:
+        """Whether verdicts need the file's speech spans (a speech-only mouth-motion member)."""
+        return self.config.mouth_motion is not None and self.config.mouth_motion.speech_only
 
     def rule_tracks(self, track_ids: list[int], boxes: list, landmarks: list | None, detect_scale: float = 1.0) -> dict:
         """Which tracks vote, by this ensemble's rules (ensembles.tracks.rule_tracks)."""
@@ -334,7 +342,7 @@ class Ensemble:
         frames, faces_meta, crops, thumbnails = 0, [], [], []
         scorer = ThreadPoolExecutor(1, thread_name_prefix="score")  # scores while the next frames are searched
         scored: list[Future] = []
-        media_type, damage, detect_scale, duration = "", "", 1.0, None
+        media_type, damage, detect_scale, duration, speech = "", "", 1.0, None, None
         try:
             with MediaReader(path) as reader:
                 if expected_type is not None and reader.info.media_type != expected_type:
@@ -342,6 +350,8 @@ class Ensemble:
                                      f" (use classify-{reader.info.media_type})")
                 media_type = reader.info.media_type
                 duration = reader.info.duration
+                if self.judges_speech and media_type == "video":  # before the first crops reach the scorer
+                    speech = scorer.submit(speech_spans, path, None if duration is None else duration + 1.0)
                 found = extractor.faces_in_file(reader)
                 with closing(found):  # on every path its decoding thread is joined before the reader closes
                     for position, (frame, frame_crops) in enumerate(found):
@@ -362,6 +372,7 @@ class Ensemble:
             scored.append(scorer.submit(self.score_crops, crops))
             searched = time.perf_counter()
             probs_parts = [future.result() for future in scored]
+            spans = speech.result() if speech is not None else None
         except MediaError as exc:
             return self._error(path, str(exc), started), []
         except Exception as exc:  # a decoder failure on one file must not stop a batch
@@ -375,14 +386,16 @@ class Ensemble:
         timings = {"total": round(total, 3), "decode_and_detect": round(searched - started, 3),
                    "score": round(total - (searched - started), 3)}
         verdict = self._verdict(path, media_type, frames, faces_meta, per_model_probs, timings, damage, detect_scale,
-                                low_confidence_floor(extractor.score_threshold))
+                                low_confidence_floor(extractor.score_threshold), spans)
         return explained(replace(verdict, duration=duration), extractor.config.sampling), thumbnails
 
     def _verdict(self, path, media_type, n_frames, faces_meta, member_probs, timings, damage: str = "",
-                 detect_scale: float = 1.0, low_confidence_below: float = 0.0) -> VideoVerdict:
+                 detect_scale: float = 1.0, low_confidence_below: float = 0.0,
+                 speech: list[tuple[float, float]] | None = None) -> VideoVerdict:
         """The verdict of one file; `damage` (a truncation note, or '') marks it damaged and becomes a warning;
         `detect_scale`: detector pixels per frame pixel (for the track rules); detections scoring below
-        `low_confidence_below` are marked low-confidence."""
+        `low_confidence_below` are marked low-confidence; `speech`: the file's speech spans in seconds (None: no
+        audio track, or not asked for)."""
         common = dict(path=str(path), video_id=path.stem, file_name=path.name, threshold=self.config.threshold,
                       n_frames=n_frames,
                       n_faces=len(faces_meta), media_type=media_type, aggregator=self.config.aggregator.kind,
@@ -397,7 +410,8 @@ class Ensemble:
         probs = self.config.combiner(member_probs)
         track_ids = link_tracks(positions, boxes, self.config.tracks)
         facts = self.rule_tracks(track_ids, boxes, landmarks, detect_scale)  # who votes: the faces, not the nets
-        motion = self.mouth_motion(track_ids, boxes, landmarks)
+        speaking = during_speech([meta[2] for meta in faces_meta], speech or [])
+        motion = self.mouth_motion(track_ids, boxes, landmarks, speaking)
         p_fake, tracks, deciding, fallback_note = self._judge_tracks(track_ids, positions, probs, facts, motion)
         per_model = {
             name: round(self._judge_tracks(track_ids, positions, member_probs[:, i], facts)[0], 4)

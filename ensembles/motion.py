@@ -13,6 +13,11 @@ the spreads of real tracks (`fit_mouth_motion`, on ../shared/data/real_talking a
 crosssource_dev), shifted so that a real track reaches the decision threshold with probability `alpha`.
 It only ever argues FAKE: a track whose mouth moves normally gets a small p_fake and leaves the nets' verdict
 alone (the ensemble takes the larger of the two). Still images and short tracks get None (abstains).
+
+`speech_only` (ensembles calibrated since 2026-11-23): a still mouth is evidence only while someone speaks, so
+only the faces sampled during speech in the file's audio (pipeline/audio.py) are judged, and a file without
+speech gets None. Without it a person listening, or a streamer between sentences, looked like an animated
+photo.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ from scipy.stats import norm
 
 from ensembles.tracks import (Box, Landmarks, box_travel, link_tracks, median_face_size, shape_spread,
                               without_stray_boxes)
+from pipeline.audio import during_speech, speech_spans
 from pipeline.media import MediaReader
 
 MIN_MOTION_FACES = 12  # faces with landmarks a track needs before its mouth motion is judged (about 4 s at every
@@ -63,6 +69,7 @@ class MouthMotion:
     alpha: float
     min_faces: int = MIN_MOTION_FACES
     calibration: str = ""
+    speech_only: bool = False  # judge only faces sampled during speech (ensemble files before 2026-11-23: False)
 
     def __post_init__(self):
         if not (0.0 < self.alpha < 0.5 and self.sigma > 0 and self.min_faces >= 3):
@@ -90,29 +97,48 @@ class MouthMotion:
 
 
 def fit_mouth_motion(real_spreads: list[float], alpha: float, calibration: str,
-                     min_faces: int = MIN_MOTION_FACES) -> MouthMotion:
+                     min_faces: int = MIN_MOTION_FACES, speech_only: bool = False) -> MouthMotion:
     """A MouthMotion from the mouth spreads of real tracks (at least 10)."""
     logs = np.log(np.maximum(np.asarray([s for s in real_spreads if s is not None], dtype=float), 1e-6))
     if len(logs) < 10:
         raise ValueError(f"fitting mouth motion needs at least 10 real tracks, got {len(logs)}")
     return MouthMotion(mu=float(logs.mean()), sigma=float(logs.std(ddof=1)), alpha=alpha,
-                       min_faces=min_faces, calibration=calibration)
+                       min_faces=min_faces, calibration=calibration, speech_only=speech_only)
 
 
-def track_rows(path: Path, ensemble, extractor) -> list[dict]:
+def speaking_faces(path: Path, timestamps: list[float], media_type: str) -> list[bool]:
+    """Per face (by its frame's timestamp), whether it was sampled while someone speaks in `path`'s audio; all
+    False for a still image or a file without an audio track."""
+    spans = speech_spans(path) if media_type == "video" else None
+    return during_speech(timestamps, spans) if spans else [False] * len(timestamps)
+
+
+def track_mouth_spread(members, boxes: list, landmarks: list, speaking: list[bool] | None,
+                       min_faces: int = MIN_MOTION_FACES) -> float | None:
+    """`mouth_spread` of one track's faces (`members`: their indices), only those sampled during speech when
+    `speaking` (per face) is given."""
+    if speaking is not None:
+        members = [i for i in members if speaking[i]]
+    return mouth_spread([boxes[i] for i in members], [landmarks[i] for i in members], min_faces)
+
+
+def track_rows(path: Path, ensemble, extractor, speech_only: bool = False) -> list[dict]:
     """One row per face track of `path`: faces, median size, size fraction, shape spread, travel and mouth spread
-    (ensembles/motion.py)."""
-    positions, boxes, marks, scale = [], [], [], 1.0
+    (over the faces sampled during speech only, with `speech_only`; then also `speech_faces`)."""
+    positions, times, boxes, marks, scale = [], [], [], [], 1.0
     with MediaReader(path) as reader:
+        media_type = reader.info.media_type
         with closing(extractor.faces_in_file(reader)) as found:
             for position, (frame, crops) in enumerate(found):
                 scale = min(1.0, extractor.config.detect_size / max(frame.image.shape[:2]))  # as Ensemble.classify
                 for crop in crops:
                     positions.append(position)
+                    times.append(frame.timestamp)
                     boxes.append(tuple(crop.detection.box))
                     marks.append(crop.detection.landmarks)
     if not boxes:
         return []
+    speaking = speaking_faces(path, times, media_type) if speech_only else None
     ids = np.asarray(link_tracks(positions, boxes, ensemble.config.tracks))
     longest = np.bincount(ids).max()
     rows = []
@@ -124,7 +150,8 @@ def track_rows(path: Path, ensemble, extractor) -> list[dict]:
                      "spread": shape_spread([boxes[i] for i in members], [marks[i] for i in members],
                                             ensemble.config.min_static_faces, scale),
                      "travel": box_travel([boxes[i] for i in members], ensemble.config.min_static_faces),
-                     "mouth": mouth_spread([boxes[i] for i in members], [marks[i] for i in members])})
+                     "mouth": track_mouth_spread(members, boxes, marks, speaking),
+                     "speech_faces": None if speaking is None else int(sum(speaking[i] for i in members))})
     reference = max((r["size"] for r in rows if not r["short"]), default=0.0)
     for row in rows:
         row["size_fraction"] = row["size"] / reference if reference else float("nan")
@@ -143,9 +170,11 @@ class MotionCalibration:
     failed: list[str]
 
 
-def calibrate_mouth_motion(paths: list, ensemble, alpha: float, progress: bool = True) -> MotionCalibration:
+def calibrate_mouth_motion(paths: list, ensemble, alpha: float, progress: bool = True,
+                           speech_only: bool = True) -> MotionCalibration:
     """Fit the mouth-motion member on REAL videos of people talking: every long-enough track (faces found as
-    `classify-video` finds them) long enough to judge. Unreadable files are reported in `failed`, not raised."""
+    `classify-video` finds them) long enough to judge; with `speech_only`, its faces sampled during speech.
+    Unreadable files are reported in `failed`, not raised."""
     from tqdm import tqdm
 
     from pipeline.errors import MediaError, UsageError
@@ -158,7 +187,7 @@ def calibrate_mouth_motion(paths: list, ensemble, alpha: float, progress: bool =
     spreads: dict[str, list[float]] = {}
     for _, path in tqdm(collected.found, desc="real clips", unit="clip", disable=not progress):
         try:
-            rows = track_rows(path, ensemble, extractor)
+            rows = track_rows(path, ensemble, extractor, speech_only)
         except MediaError as exc:
             failed.append(str(exc))
             continue
@@ -167,11 +196,13 @@ def calibrate_mouth_motion(paths: list, ensemble, alpha: float, progress: bool =
             spreads[str(path)] = judged
     every = [s for clip in spreads.values() for s in clip]
     if len(every) < 10:
-        raise UsageError(f"calibrating mouth motion needs at least 10 tracks of {MIN_MOTION_FACES}+ faces from"
-                         f" real videos; these paths gave {len(every)} (clips of a few seconds or more, one person"
-                         f" talking, are what it needs)")
-    name = f"{len(every)} real tracks of {len(spreads)} clips, at least {MIN_MOTION_FACES} faces each"
-    model = fit_mouth_motion(every, alpha, name)
+        during = " sampled during speech" if speech_only else ""
+        raise UsageError(f"calibrating mouth motion needs at least 10 tracks of {MIN_MOTION_FACES}+ faces{during}"
+                         f" from real videos; these paths gave {len(every)} (clips of a few seconds or more, one"
+                         f" person talking{', with sound,' if speech_only else ''} are what it needs)")
+    name = (f"{len(every)} real tracks of {len(spreads)} clips, at least {MIN_MOTION_FACES} faces each"
+            + (" sampled during speech" if speech_only else ""))
+    model = fit_mouth_motion(every, alpha, name, speech_only=speech_only)
     threshold = ensemble.config.threshold
     held_out_flagged = 0
     for clip, own in spreads.items():

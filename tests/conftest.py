@@ -87,3 +87,38 @@ def faceless_clip(tmp_path_factory) -> Path:
     rng = np.random.default_rng(0)
     frames = [cv2.GaussianBlur(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8), (9, 9), 3) for _ in range(20)]
     return write_video(tmp_path_factory.mktemp("noface") / "landscape.mp4", frames)
+
+
+def with_audio(video: Path, out: Path, audio_source: Path | None = None, silent_seconds: float = 0.0) -> Path:
+    """`video`'s picture (stream-copied) with an audio track: `audio_source`'s first audio stream (stream-copied),
+    or `silent_seconds` of AAC silence."""
+    import av
+
+    with av.open(str(video)) as picture, av.open(str(out), "w") as muxed:
+        video_in = picture.streams.video[0]
+        video_out = muxed.add_stream_from_template(video_in)
+        if audio_source is not None:
+            sound = av.open(str(audio_source))
+            audio_in = sound.streams.audio[0]
+            audio_out = muxed.add_stream_from_template(audio_in)
+        else:
+            sound, audio_out = None, muxed.add_stream("aac", rate=16000, layout="mono")
+        for packet in picture.demux(video_in):
+            if packet.dts is not None:
+                packet.stream = video_out
+                muxed.mux(packet)
+        if sound is not None:
+            for packet in sound.demux(audio_in):
+                if packet.dts is not None:
+                    packet.stream = audio_out
+                    muxed.mux(packet)
+            sound.close()
+        else:
+            samples = np.zeros((1, int(silent_seconds * 16000)), dtype=np.float32)
+            frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+            frame.sample_rate = 16000
+            for packet in audio_out.encode(frame):
+                muxed.mux(packet)
+            for packet in audio_out.encode(None):
+                muxed.mux(packet)
+    return out
