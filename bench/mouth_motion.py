@@ -1,7 +1,11 @@
 """Mouth motion, the track-level signal for one-photo talking heads (ensembles/motion.py): calibrate it on real
 people talking, then measure it, alone, on crosssource_dev.
 
-    .venv/bin/python -m bench.mouth_motion [--ensemble FILE] [--alpha 0.05] [--rows ROWS.json] [--fit OUT.json]
+    .venv/bin/python -m bench.mouth_motion [--ensemble FILE] [--alpha 0.05] [--all-faces] [--rows ROWS.json]
+        [--fit OUT.json]
+
+Like the shipped member, it judges only the faces sampled while someone speaks in the file's audio
+(pipeline/audio.py); `--all-faces` judges every face, as the member did before 2026-11-23.
 
 1. Calibration, REAL faces only: every long-enough track of ../shared/data/real_talking and of the real DFDC clip
    lynaeydofd. A log-normal is fitted to their mouth spreads (`fit_mouth_motion`). Leave-one-person-out: each
@@ -49,11 +53,11 @@ def clips_to_measure() -> list[tuple[str, Path, str]]:
     return clips
 
 
-def measure(ensemble: Ensemble) -> pd.DataFrame:
+def measure(ensemble: Ensemble, speech_only: bool) -> pd.DataFrame:
     extractor = FaceExtractor(ensemble.face_config(), device="cpu")
     rows = []
     for group, path, person in tqdm(clips_to_measure(), desc="tracks", unit="clip"):
-        for row in track_rows(path, ensemble, extractor):
+        for row in track_rows(path, ensemble, extractor, speech_only):
             rows.append({"group": group, "person": person, **row})
     return pd.DataFrame(rows)
 
@@ -69,6 +73,7 @@ def main() -> None:
     parser.add_argument("--ensemble", type=Path, default=None)
     parser.add_argument("--alpha", type=float, default=0.05,
                         help="share of real tracks the member alone may flag (default 0.05)")
+    parser.add_argument("--all-faces", action="store_true", help="judge every face, not only those during speech")
     parser.add_argument("--rows", type=Path, default=None, help="track rows cache (read if present, else written)")
     parser.add_argument("--fit", type=Path, default=None, help="write the calibration here")
     args = parser.parse_args()
@@ -76,15 +81,15 @@ def main() -> None:
     if args.rows and args.rows.is_file():
         rows = pd.DataFrame(json.loads(args.rows.read_text()))
     else:
-        rows = measure(ensemble)
+        rows = measure(ensemble, speech_only=not args.all_faces)
         if args.rows:
             args.rows.write_text(json.dumps(rows.replace({np.nan: None}).to_dict("records"), indent=1))
     clips = per_clip(rows)
     calibration = clips[clips["group"].isin(CALIBRATION) & clips["mouth"].notna()]
     real_tracks = rows[rows["group"].isin(CALIBRATION) & ~rows["short"] & rows["mouth"].notna()]
     name = (f"{len(real_tracks)} real tracks of {REAL_TALKING.name} and DFDC lynaeydofd,"
-            f" at least {MIN_MOTION_FACES} faces each")
-    model = fit_mouth_motion(real_tracks["mouth"].tolist(), args.alpha, name)
+            f" at least {MIN_MOTION_FACES} faces each" + ("" if args.all_faces else " sampled during speech"))
+    model = fit_mouth_motion(real_tracks["mouth"].tolist(), args.alpha, name, speech_only=not args.all_faces)
     threshold = ensemble.config.threshold
     # leave one person out: each calibration clip judged by a fit on the other people's tracks
     flagged = []
