@@ -109,8 +109,7 @@ def fit_mouth_motion(real_spreads: list[float], alpha: float, calibration: str,
 def speaking_faces(path: Path, timestamps: list[float], media_type: str) -> list[bool]:
     """Per face (by its frame's timestamp), whether it was sampled while someone speaks in `path`'s audio; all
     False for a still image or a file without an audio track."""
-    spans = speech_spans(path) if media_type == "video" else None
-    return during_speech(timestamps, spans) if spans else [False] * len(timestamps)
+    return during_speech(timestamps, (speech_spans(path) if media_type == "video" else None) or [])
 
 
 def track_mouth_spread(members, boxes: list, landmarks: list, speaking: list[bool] | None,

@@ -66,7 +66,8 @@ def read_audio(path: str | Path, max_seconds: float | None = None) -> np.ndarray
 
 
 def speech_spans(path: str | Path, max_seconds: float | None = None) -> list[tuple[float, float]] | None:
-    """(start, end) seconds of each stretch of speech in `path`'s audio; [] for a silent track, None without one."""
+    """(start, end) seconds of each stretch of speech in `path`'s audio; [] for a silent track, None without one
+    (or when the voice detector fails on it: the sound is then left out of the verdict, which goes on)."""
     audio = read_audio(path, max_seconds)
     if audio is None:
         return None
@@ -75,9 +76,13 @@ def speech_spans(path: str | Path, max_seconds: float | None = None) -> list[tup
     import torch
     from silero_vad import get_speech_timestamps
 
-    with _model_lock:
-        found = get_speech_timestamps(torch.from_numpy(audio), _vad_model(), sampling_rate=SAMPLE_RATE,
-                                      return_seconds=True)
+    try:
+        with _model_lock:
+            found = get_speech_timestamps(torch.from_numpy(audio), _vad_model(), sampling_rate=SAMPLE_RATE,
+                                          return_seconds=True)
+    except (RuntimeError, ValueError) as exc:
+        log.warning("%s: speech detection failed (%s); its sound is not used", path, exc)
+        return None
     return [(float(s["start"]), float(s["end"])) for s in found]
 
 

@@ -47,3 +47,13 @@ def test_during_speech_pads_the_spans():
     spans = [(1.0, 2.0), (5.0, 6.0)]
     assert during_speech([0.5, 0.85, 1.5, 2.15, 3.0, 6.1], spans, pad=0.2) == [False, True, True, True, False, True]
     assert during_speech([1.0, 2.0], []) == [False, False]
+
+
+def test_a_failing_voice_detector_leaves_the_sound_out(picture, tmp_path, monkeypatch):
+    silent = with_audio(picture, tmp_path / "silent.mp4", silent_seconds=4.0)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("detector broke")
+
+    monkeypatch.setattr("silero_vad.get_speech_timestamps", broken)
+    assert speech_spans(silent) is None
