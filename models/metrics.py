@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 import pandas as pd
 from sklearn.exceptions import UndefinedMetricWarning
+from scipy.stats import binomtest, bootstrap
 from sklearn.metrics import (average_precision_score, confusion_matrix, log_loss, precision_recall_fscore_support,
                              roc_auc_score, roc_curve)
 
@@ -26,6 +27,31 @@ def equal_error_rate(y_true: np.ndarray, p_fake: np.ndarray) -> tuple[float, flo
     fnr = 1.0 - tpr
     index = int(np.nanargmin(np.abs(fnr - fpr)))
     return float((fpr[index] + fnr[index]) / 2.0), float(min(thresholds[index], 1.0))
+
+
+def auc_interval(fake_scores, real_scores, confidence: float = 0.95, n_resamples: int = 2000,
+                 seed: int = 0) -> tuple[float, float]:
+    """A bootstrap confidence interval (percentile) for the ROC-AUC of fakes against reals: fakes and reals are
+    resampled separately, so each resample keeps both classes and their counts. Seeded, hence reproducible."""
+    fakes, reals = np.asarray(fake_scores, dtype=float), np.asarray(real_scores, dtype=float)
+    if len(fakes) < 2 or len(reals) < 2:
+        raise ValueError("a ROC-AUC interval needs at least two fake and two real scores")
+
+    def auc(f, r, axis=-1):  # P(fake > real) + P(tie) / 2: the ROC-AUC, for each resample along `axis`
+        f, r = np.moveaxis(f, axis, -1)[..., :, None], np.moveaxis(r, axis, -1)[..., None, :]
+        return (f > r).mean(axis=(-2, -1)) + 0.5 * (f == r).mean(axis=(-2, -1))
+
+    result = bootstrap((fakes, reals), auc, paired=False, vectorized=True, confidence_level=confidence,
+                       n_resamples=n_resamples, method="percentile", rng=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def rate_interval(hits: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of a rate (a TPR or FPR: `hits` of `total`)."""
+    if total <= 0:
+        raise ValueError("a rate interval needs at least one trial")
+    interval = binomtest(int(hits), int(total)).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(interval.low), float(interval.high)
 
 
 def binary_metrics(y_true, p_fake, threshold: float = THRESHOLD, name: str = "") -> dict:

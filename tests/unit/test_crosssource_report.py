@@ -1,0 +1,44 @@
+"""The cross-source report's arithmetic, on a made-up results table (the benchmark itself needs
+../shared/data/crosssource_dev and the shipped models; this checks what it prints from their verdicts)."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from bench.crosssource import crosssource_report
+
+
+def results() -> pd.DataFrame:
+    rows = [("fake/a.mp4", "FAKE", "face swap", 0.9), ("fake/b.mp4", "FAKE", "face swap", 0.2),
+            ("fake/c.png", "FAKE", "face swap", None),  # no face found: missed, left out of the AUC
+            ("fake/d.mp4", "FAKE", "lip-sync", 0.7), ("fake/e.mp4", "FAKE", "lip-sync", 0.6),
+            ("fake/f.mp4", "FAKE", "talking head", 0.3),
+            ("real/g.mp4", "REAL", "face swap", 0.1), ("real/h.mp4", "REAL", "real", 0.65),
+            ("real/i.mp4", "REAL", "lip-sync", 0.25), ("real/j.png", "REAL", "real", None)]
+    frame = pd.DataFrame(rows, columns=["file", "label", "family", "p_fake"])
+    frame["verdict"] = ["FAKE" if p is not None and p >= 0.5 else "REAL" for p in frame["p_fake"]]
+    return frame
+
+
+def test_each_family_is_its_fakes_against_every_real_with_intervals():
+    report = crosssource_report(results(), threshold=0.5)
+    assert list(report) == ["face swap", "lip-sync", "talking head", "pooled"]
+    swap = report["face swap"]
+    assert (swap["n_fake"], swap["n_real"], swap["no_face"]) == (3, 4, 2)
+    # scored fakes 0.9, 0.2 against scored reals 0.1, 0.65, 0.25: 4 of 6 pairs ranked right
+    assert swap["roc_auc"] == pytest.approx(4 / 6)
+    assert swap["tpr"] == pytest.approx(1 / 3) and swap["fpr"] == pytest.approx(1 / 4)
+    for name, family in report.items():
+        if name == "talking head":  # one fake: an AUC, but no bootstrap interval
+            assert family["roc_auc"] == pytest.approx(2 / 3) and all(pd.isna(family["roc_auc_ci"]))
+        else:
+            low, high = family["roc_auc_ci"]
+            assert 0.0 <= low <= family["roc_auc"] <= high <= 1.0
+        for rate in ("tpr", "fpr"):
+            assert family[f"{rate}_ci"][0] <= family[rate] <= family[f"{rate}_ci"][1]
+    assert report["lip-sync"]["roc_auc"] == pytest.approx(5 / 6)
+    assert report["pooled"]["n_fake"] == 6 and report["pooled"]["tpr"] == pytest.approx(3 / 6)
+    wrong = report["pooled"]["wrong"]
+    assert any(line.startswith("fake/c.png (FAKE, REAL, p_fake=-)") for line in wrong)
+    assert any(line.startswith("real/h.mp4 (REAL, FAKE") for line in wrong)
+    assert len(wrong) == 4  # b, c, f missed; h flagged
