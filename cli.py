@@ -437,7 +437,9 @@ def build_ensemble(members, faces, out, combiner, aggregator, target_fpr, detect
         click.echo(f"  {kind}: " + ", ".join(f"{name.replace('_', ' ')} {value:.4f}" for name, value in figures.items()))
     for level in ("frame", "video"):
         if level in test:
-            click.echo(f"test {level} AUC {test[level]['roc_auc']:.4f} (n={test[level]['n']})")
+            interval = test[level].get("roc_auc_ci")
+            click.echo(f"test {level} AUC {test[level]['roc_auc']:.4f}"
+                       + (f" (95% CI {interval[0]:.3f}-{interval[1]:.3f})" if interval else "") + f" (n={test[level]['n']})")
 
 
 @main.command("calibrate-motion")

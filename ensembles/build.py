@@ -234,7 +234,7 @@ def build_ensemble(config: BuildConfig) -> EnsembleConfig:
     if "test" in scored:
         test_rows, test_probs, test_labels = scored["test"]
         test_ids = test_rows["video_id"].to_numpy()
-        metrics["test"] = frame_and_video_metrics(test_ids, test_labels, combiner(test_probs))
+        metrics["test"] = frame_and_video_metrics(test_ids, test_labels, combiner(test_probs), interval=True)
         metrics["test_at_threshold"] = binary_metrics(
             video_scores(test_ids, test_labels, combiner(test_probs))["label"],
             video_scores(test_ids, test_labels, combiner(test_probs))["p_fake"], threshold=threshold)

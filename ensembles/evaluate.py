@@ -63,6 +63,7 @@ def evaluate_ensemble(paths: list[str | os.PathLike], ensemble: Ensemble, labels
         raise DataError("no labelled file with a face among the inputs: nothing to score "
                         "(labels come from --labels, a metadata.json or real/fake folder names)"
                         + (f"; {len(failures)} error(s): {shown}" if failures else ""))
-    metrics = binary_metrics(np.array(truth), np.array(scores), threshold=ensemble.config.threshold, name="files")
+    metrics = binary_metrics(np.array(truth), np.array(scores), threshold=ensemble.config.threshold, name="files",
+                             interval=True)
     return EnsembleEvaluation(metrics, no_face, errors, unlabelled, rows,
                               n_damaged=sum(row["damaged"] for row in rows))

@@ -90,6 +90,6 @@ def evaluate_checkpoint(config: EvaluateConfig, progress: bool = True) -> Evalua
                          "these metrics are not a held-out estimate (use --split test)")
     images = load_crops(rows["crop_file"].tolist(), checkpoint.preprocess, threads=threads, progress=progress)
     p_fake = evaluate(model, images, checkpoint.preprocess, device, config.batch_size)
-    metrics = frame_and_video_metrics(rows["video_id"], labels_of(rows), p_fake, name=str(cache_dir))
+    metrics = frame_and_video_metrics(rows["video_id"], labels_of(rows), p_fake, name=str(cache_dir), interval=True)
     return EvaluationResult(checkpoint=config.checkpoint, net=checkpoint.net, cache_dir=cache_dir, split=config.split,
                             metrics=metrics, seconds=time.perf_counter() - started, notes=notes)

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pandas as pd
 from sklearn.exceptions import UndefinedMetricWarning
-from scipy.stats import binomtest, bootstrap
+from scipy.stats import binomtest, bootstrap, rankdata
 from sklearn.metrics import (average_precision_score, confusion_matrix, log_loss, precision_recall_fscore_support,
                              roc_auc_score, roc_curve)
 
@@ -37,12 +37,15 @@ def auc_interval(fake_scores, real_scores, confidence: float = 0.95, n_resamples
     if len(fakes) < 2 or len(reals) < 2:
         raise ValueError("a ROC-AUC interval needs at least two fake and two real scores")
 
-    def auc(f, r, axis=-1):  # P(fake > real) + P(tie) / 2: the ROC-AUC, for each resample along `axis`
-        f, r = np.moveaxis(f, axis, -1)[..., :, None], np.moveaxis(r, axis, -1)[..., None, :]
-        return (f > r).mean(axis=(-2, -1)) + 0.5 * (f == r).mean(axis=(-2, -1))
+    def auc(f, r, axis=-1):  # Mann-Whitney: the fakes' mean rank among all, ties averaged, for each resample
+        f, r = np.moveaxis(f, axis, -1), np.moveaxis(r, axis, -1)
+        ranks = rankdata(np.concatenate([f, r], axis=-1), axis=-1)[..., :f.shape[-1]]
+        n_fake, n_real = f.shape[-1], r.shape[-1]
+        return (ranks.sum(axis=-1) - n_fake * (n_fake + 1) / 2) / (n_fake * n_real)
 
+    batch = max(1, int(2e7 // (len(fakes) + len(reals))))  # resamples ranked at once: memory stays bounded
     result = bootstrap((fakes, reals), auc, paired=False, vectorized=True, confidence_level=confidence,
-                       n_resamples=n_resamples, method="percentile", rng=np.random.default_rng(seed))
+                       n_resamples=n_resamples, batch=batch, method="percentile", rng=np.random.default_rng(seed))
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
@@ -54,8 +57,9 @@ def rate_interval(hits: int, total: int, confidence: float = 0.95) -> tuple[floa
     return float(interval.low), float(interval.high)
 
 
-def binary_metrics(y_true, p_fake, threshold: float = THRESHOLD, name: str = "") -> dict:
-    """Accuracy, precision, recall, F1, specificity (at `threshold`), ROC-AUC, EER, AP, log loss, confusion matrix."""
+def binary_metrics(y_true, p_fake, threshold: float = THRESHOLD, name: str = "", interval: bool = False) -> dict:
+    """Accuracy, precision, recall, F1, specificity (at `threshold`), ROC-AUC, EER, AP, log loss, confusion matrix;
+    with `interval`, also the ROC-AUC's 95% bootstrap interval (`roc_auc_ci`; None with fewer than two of a class)."""
     y_true = np.asarray(y_true, dtype=int)
     p_fake = np.asarray(p_fake, dtype=float)
     if len(y_true) == 0:
@@ -79,11 +83,16 @@ def binary_metrics(y_true, p_fake, threshold: float = THRESHOLD, name: str = "")
         "accuracy": float((tp + tn) / len(y_true)),
         "precision": float(precision), "recall": float(recall), "f1": float(f1),
         "specificity": float(tn / (tn + fp)) if tn + fp else None,
-        "roc_auc": auc, "eer": eer, "eer_threshold": eer_threshold, "average_precision": average_precision,
+        "roc_auc": auc, **({"roc_auc_ci": _auc_interval_or_none(y_true, p_fake)} if interval else {}), "eer": eer, "eer_threshold": eer_threshold, "average_precision": average_precision,
         "log_loss": float(log_loss(y_true, np.clip(p_fake, 1e-7, 1 - 1e-7), labels=[0, 1])),
         "threshold": threshold,
         "confusion_matrix": [[tn, fp], [fn, tp]],  # rows: true REAL, FAKE; columns: predicted REAL, FAKE
     }
+
+
+def _auc_interval_or_none(y_true: np.ndarray, p_fake: np.ndarray) -> list[float] | None:
+    fakes, reals = p_fake[y_true == 1], p_fake[y_true == 0]
+    return list(auc_interval(fakes, reals)) if min(len(fakes), len(reals)) >= 2 else None
 
 
 def video_scores(video_ids, y_true, p_fake) -> pd.DataFrame:
@@ -97,12 +106,13 @@ def video_scores(video_ids, y_true, p_fake) -> pd.DataFrame:
     return videos.drop(columns="label_min").reset_index()
 
 
-def frame_and_video_metrics(video_ids, y_true, p_fake, name: str = "") -> dict:
-    """{"frame": metrics over faces, "video": metrics over videos (mean p_fake per video)}."""
+def frame_and_video_metrics(video_ids, y_true, p_fake, name: str = "", interval: bool = False) -> dict:
+    """{"frame": metrics over faces, "video": metrics over videos (mean p_fake per video)}; `interval`: as for
+    `binary_metrics`."""
     videos = video_scores(video_ids, y_true, p_fake)
     return {
-        "frame": binary_metrics(y_true, p_fake, name=f"{name} frames".strip()),
-        "video": binary_metrics(videos["label"], videos["p_fake"], name=f"{name} videos".strip()),
+        "frame": binary_metrics(y_true, p_fake, name=f"{name} frames".strip(), interval=interval),
+        "video": binary_metrics(videos["label"], videos["p_fake"], name=f"{name} videos".strip(), interval=interval),
     }
 
 
@@ -112,6 +122,8 @@ def describe(metrics: dict) -> str:
     def value(key):
         return "n/a" if metrics[key] is None else f"{metrics[key]:.3f}"
 
-    return (f"AUC {value('roc_auc')}  acc {value('accuracy')}  F1 {value('f1')}  EER {value('eer')}  "
+    interval = metrics.get("roc_auc_ci")
+    auc = value("roc_auc") + (f" (95% CI {interval[0]:.3f}-{interval[1]:.3f})" if interval else "")
+    return (f"AUC {auc}  acc {value('accuracy')}  F1 {value('f1')}  EER {value('eer')}  "
             f"AP {value('average_precision')}  log loss {value('log_loss')}  "
             f"(n={metrics['n']}: {metrics['n_real']} REAL, {metrics['n_fake']} FAKE)")

@@ -379,7 +379,7 @@ def train_processes(config: TrainConfig, world: World, device: torch.device, pro
     best_model = best.build_model().to(device, memory_format=torch.channels_last)
     p_test = evaluate_shared(best_model, test_images, preprocess, device, world)
     y_test = labels_of(test_rows)
-    test_metrics = frame_and_video_metrics(test_rows["video_id"], y_test, p_test, name="test")
+    test_metrics = frame_and_video_metrics(test_rows["video_id"], y_test, p_test, name="test", interval=True)
     if world.main:
         write_metrics(config.run_dir, config.net, sizes, history, best_epoch, stopped, test=test_metrics, notes=notes,
                       fakes=config.fakes)

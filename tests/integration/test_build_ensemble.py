@@ -120,6 +120,7 @@ def test_flip_averaging_is_chosen_at_build_time_and_used_by_every_verdict(member
     flipped = build(members, cache, tmp_path / "flip.json", "--tta", "flip")
     assert plain.exit_code == 0 and flipped.exit_code == 0, plain.output + flipped.output
     assert "test-time augmentation flip" in flipped.output
+    assert "test video AUC" in plain.output and "(95% CI " in plain.output  # the held-out figure with its interval
     recorded = json.loads((tmp_path / "flip.json").read_text())
     assert recorded["tta"] == "flip" and recorded["metrics"]["tta"] == "flip"
     # validation was scored with the averaging: the members' figures differ from the plain build's

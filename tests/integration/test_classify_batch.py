@@ -181,6 +181,7 @@ def test_evaluate_ensemble_with_a_missing_path(small_ensemble, astronaut, tmp_pa
     assert result.exit_code == 1
     report = json.loads(result.stdout)
     assert report["errors"] == 1 and (report["metrics"]["n_real"], report["metrics"]["n_fake"]) == (1, 1)
+    assert report["metrics"]["roc_auc_ci"] is None  # one file of each: too few for an interval
     [error] = [row for row in report["verdicts"] if row["verdict"] == "ERROR"]
     assert error["path"] == str(missing) and "file not found" in error["message"]
 

@@ -187,6 +187,10 @@ def test_evaluate_reproduces_the_test_metrics_of_the_run(lenet_run, astronaut_fa
                      "--quiet")
     assert everything.exit_code == 0, everything.output
     assert "frame level: AUC" in everything.output and "video level: AUC" in everything.output
+    assert "(95% CI " in everything.output  # the AUC's bootstrap interval
+    for level in ("frame", "video"):
+        low, high = scored[level]["roc_auc_ci"]
+        assert low <= scored[level]["roc_auc"] <= high
     assert "not a held-out estimate" in everything.output  # most of these faces were trained on
 
 
