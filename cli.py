@@ -468,6 +468,7 @@ def calibrate_motion(paths, ensemble_file, out, alpha, speech_only, device, quie
 
     from ensembles.ensemble import DEFAULT_ENSEMBLE, Ensemble
     from ensembles.motion import calibrate_mouth_motion
+    from models.metrics import rate_interval
 
     source = Path(ensemble_file) if ensemble_file else DEFAULT_ENSEMBLE
     ensemble = Ensemble.load(source, device=device)
@@ -481,8 +482,9 @@ def calibrate_motion(paths, ensemble_file, out, alpha, speech_only, device, quie
     click.echo(f"wrote {out}: mouth motion fitted on {model.calibration}; log spread ~ N({model.mu:.3f},"
                f" {model.sigma:.3f}); a track alone reaches the threshold {threshold:.4f} below a mouth spread of"
                f" {model.flagged_below:.4f}")
+    low, high = rate_interval(result.held_out_flagged, result.clips) if result.clips else (0.0, 1.0)
     click.echo(f"leave-one-clip-out: {result.held_out_flagged} of {result.clips} real clips would be called FAKE by"
-               f" this member alone")
+               f" this member alone (false-alarm rate 95% interval {low:.2f}-{high:.2f}; alpha {model.alpha})")
     sys.exit(1 if result.failed else 0)
 
 

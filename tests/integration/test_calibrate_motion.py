@@ -56,6 +56,7 @@ def test_calibration_writes_a_fitted_member_next_to_the_shipped_nets(calibrated)
     assert result.exit_code == 1  # the missing path is reported, the others are used
     assert "missing.mp4: file not found" in result.stderr
     assert "leave-one-clip-out:" in result.stdout and f"wrote {out}" in result.stdout
+    assert "false-alarm rate 95% interval" in result.stdout
     config = EnsembleConfig.load(out)
     motion = config.mouth_motion
     assert motion is not None and motion.alpha == 0.05 and "real tracks of" in motion.calibration
