@@ -1,6 +1,7 @@
 """Cross-source benchmark: the ensemble end to end on fakes from tools DFDC never used (../shared/data/crosssource_dev).
 
     .venv/bin/python -m bench.crosssource [--ensemble FILE] [--json OUT.json]
+    .venv/bin/python -m bench.crosssource --compare BASE.json CANDIDATE.json   # two saved --json runs
 
 Every file of the set is classified exactly as `classify-video` does. For each family (face swap, lip-sync,
 talking head) its fakes are scored against ALL the set's reals, then everything pooled:
@@ -13,6 +14,10 @@ talking head) its fakes are scored against ALL the set's reals, then everything 
   rates: Wilson). With 7-24 fakes and 14 reals they are wide: a difference of a few hundredths between two
   ensembles is within them, and the intervals say so;
 * the files it gets wrong at that threshold.
+
+`--compare` reads two runs saved with `--json` and prints, per family, both ROC-AUCs and their difference with
+a paired 95% bootstrap interval (the same files resampled for both): the way to tell whether one finished
+candidate ranks these files better than another, or whether the gap is within what 38 files can show.
 
 This set is for measuring only: never train on it and never choose thresholds, epochs or nets with it.
 """
@@ -30,7 +35,7 @@ from tqdm import tqdm
 from bench.common import SHARED, table
 from ensembles.classify import classify_paths
 from ensembles.ensemble import Ensemble
-from models.metrics import auc_interval, rate_interval
+from models.metrics import auc_difference_interval, auc_interval, rate_interval
 
 DATASET = SHARED / "crosssource_dev"
 FAMILIES = ("face swap", "lip-sync", "talking head")
@@ -85,6 +90,48 @@ def crosssource_report(results: pd.DataFrame, threshold: float) -> dict[str, dic
     return report
 
 
+def compare_runs(base: pd.DataFrame, candidate: pd.DataFrame) -> dict[str, dict]:
+    """Per family and pooled: both ROC-AUCs on the files both scored (a face found by both), and the paired 95%
+    interval of candidate minus base."""
+    both = base.merge(candidate[["file", "p_fake"]], on="file", suffixes=("_base", "_candidate"))
+    if len(both) != len(base) or len(both) != len(candidate):
+        raise ValueError("the two runs did not score the same files")
+    scored = both[both["p_fake_base"].notna() & both["p_fake_candidate"].notna()]
+    reals = scored[scored["label"] == "REAL"]
+    fakes = scored[scored["label"] == "FAKE"]
+    comparison = {}
+    for family in (*FAMILIES, "pooled"):
+        ours = fakes if family == "pooled" else fakes[fakes["family"] == family]
+        truth = [1] * len(ours) + [0] * len(reals)
+        auc = {side: float(roc_auc_score(truth, pd.concat([ours, reals])[f"p_fake_{side}"]))
+               for side in ("base", "candidate")}
+        interval = (list(auc_difference_interval(ours["p_fake_base"], reals["p_fake_base"],
+                                                 ours["p_fake_candidate"], reals["p_fake_candidate"]))
+                    if min(len(ours), len(reals)) >= 2 else None)  # a bootstrap needs two of each
+        comparison[family] = {"files": len(ours) + len(reals), **{f"roc_auc_{k}": v for k, v in auc.items()},
+                              "difference": auc["candidate"] - auc["base"], "difference_ci": interval}
+    return comparison
+
+
+def _load_run(path: Path) -> tuple[pd.DataFrame, dict]:
+    saved = json.loads(path.read_text())
+    return pd.DataFrame(saved["verdicts"]), saved["report"]
+
+
+def print_comparison(base_path: Path, candidate_path: Path) -> None:
+    (base, base_report), (candidate, candidate_report) = _load_run(base_path), _load_run(candidate_path)
+    comparison = compare_runs(base, candidate)
+    rows = [[family, c["files"], f"{c['roc_auc_base']:.3f}", f"{c['roc_auc_candidate']:.3f}",
+             f"{c['difference']:+.3f}" + (f" ({c['difference_ci'][0]:+.2f} to {c['difference_ci'][1]:+.2f})"
+                                          if c["difference_ci"] else ""),
+             f"{base_report[family]['tpr']:.2f} -> {candidate_report[family]['tpr']:.2f}",
+             f"{base_report[family]['fpr']:.2f} -> {candidate_report[family]['fpr']:.2f}"]
+            for family, c in comparison.items()]
+    print(f"base {base_path}, candidate {candidate_path}\n")
+    print(table(rows, ["family (fakes vs all reals)", "files", "ROC-AUC base", "ROC-AUC candidate",
+                       "difference (paired 95% CI)", "TPR", "FPR"]))
+
+
 def _fmt(value) -> str:
     return "-" if value is None or pd.isna(value) else f"{value:.3f}"
 
@@ -103,7 +150,15 @@ def main() -> None:
     parser.add_argument("--ensemble", type=Path, default=None, help="Ensemble file [default: the shipped one].")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, default=None, help="Also write every verdict and figure here.")
+    parser.add_argument("--compare", type=Path, nargs=2, metavar=("BASE", "CANDIDATE"), default=None,
+                        help="Compare two runs saved with --json instead of classifying.")
     args = parser.parse_args()
+    if args.compare:
+        missing = [str(p) for p in args.compare if not p.is_file()]
+        if missing:
+            raise SystemExit(f"--compare: {', '.join(missing)} not found (write runs with --json)")
+        print_comparison(*args.compare)
+        return
     if not (DATASET / "labels.csv").is_file():
         raise SystemExit(f"{DATASET} not found: this benchmark needs ../shared/data/crosssource_dev")
     ensemble = Ensemble.load(args.ensemble, device=args.device)

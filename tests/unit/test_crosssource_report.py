@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from bench.crosssource import crosssource_report
+from bench.crosssource import compare_runs, crosssource_report
 
 
 def results() -> pd.DataFrame:
@@ -42,3 +42,20 @@ def test_each_family_is_its_fakes_against_every_real_with_intervals():
     assert any(line.startswith("fake/c.png (FAKE, REAL, p_fake=-)") for line in wrong)
     assert any(line.startswith("real/h.mp4 (REAL, FAKE") for line in wrong)
     assert len(wrong) == 4  # b, c, f missed; h flagged
+
+
+def test_comparing_two_runs_pairs_them_file_by_file():
+    base = results().dropna(subset=["p_fake"])  # a face found in every file both runs compare
+    same = compare_runs(base, base.copy())
+    assert all(c["difference"] == 0.0 for c in same.values())
+    assert same["talking head"]["difference_ci"] is None  # one fake: no bootstrap interval
+    assert all(same[f]["difference_ci"] == [0.0, 0.0] for f in ("face swap", "lip-sync", "pooled"))
+    better = base.copy()
+    better.loc[better["label"] == "FAKE", "p_fake"] += 1.0  # every fake above every real
+    comparison = compare_runs(base, better)
+    pooled = comparison["pooled"]
+    assert pooled["files"] == len(base) and pooled["roc_auc_candidate"] == 1.0
+    assert pooled["difference"] == pytest.approx(1.0 - pooled["roc_auc_base"])
+    assert 0.0 <= pooled["difference_ci"][0] <= pooled["difference"] <= pooled["difference_ci"][1]
+    with pytest.raises(ValueError, match="same files"):
+        compare_runs(base, better.iloc[1:])

@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import norm
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
-from models.metrics import (auc_interval, binary_metrics, describe, equal_error_rate, frame_and_video_metrics,
+from models.metrics import (auc_difference_interval, auc_interval, binary_metrics, describe, equal_error_rate, frame_and_video_metrics,
                             rate_interval, video_scores)
 
 
@@ -128,3 +128,27 @@ def test_intervals_refuse_an_empty_class():
         auc_interval([0.2, 0.9], [0.1])
     with pytest.raises(ValueError, match="at least one trial"):
         rate_interval(0, 0)
+
+
+def test_auc_difference_interval_is_paired():
+    """Two detectors that score the same 24 fakes and 14 reals almost alike: each AUC alone is uncertain by
+    +-0.15, but their difference is pinned near 0, because both are judged on the same resampled files."""
+    rng = np.random.default_rng(5)
+    fakes, reals = rng.normal(1.0, 1.0, 24), rng.normal(0.0, 1.0, 14)
+    nudged = fakes + rng.normal(0.0, 0.05, 24), reals + rng.normal(0.0, 0.05, 14)
+    low, high = auc_difference_interval(fakes, reals, *nudged)
+    assert low <= 0.0 <= high and high - low < 0.08
+    assert np.diff(auc_interval(fakes, reals))[0] > 0.2
+    assert auc_difference_interval(fakes, reals, fakes, reals) == (0.0, 0.0)
+
+
+def test_auc_difference_interval_finds_a_real_improvement():
+    rng = np.random.default_rng(6)
+    fakes, reals = rng.normal(0.5, 1.0, 200), rng.normal(0.0, 1.0, 200)
+    better = fakes + 1.5, reals  # every fake scored higher by the second detector
+    measured = (roc_auc_score(np.r_[np.ones(200), np.zeros(200)], np.r_[better])
+                - roc_auc_score(np.r_[np.ones(200), np.zeros(200)], np.r_[fakes, reals]))
+    low, high = auc_difference_interval(fakes, reals, *better)
+    assert 0.0 < low < measured < high
+    with pytest.raises(ValueError, match="same files"):
+        auc_difference_interval(fakes, reals, fakes[:-1], reals)
