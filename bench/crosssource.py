@@ -62,11 +62,8 @@ def score_family(fakes: pd.DataFrame, reals: pd.DataFrame, threshold: float) -> 
     both = pd.concat([fakes, reals])
     scored = both[both["p_fake"].notna()]
     is_fake_scored = scored["label"] == "FAKE"
-    auc, auc_ci = float("nan"), (float("nan"), float("nan"))
-    if is_fake_scored.nunique() == 2:
-        auc = float(roc_auc_score(is_fake_scored.astype(int), scored["p_fake"]))
-    if min(is_fake_scored.sum(), (~is_fake_scored).sum()) >= 2:  # a bootstrap needs two of each
-        auc_ci = auc_interval(scored.loc[is_fake_scored, "p_fake"], scored.loc[~is_fake_scored, "p_fake"])
+    auc = float(roc_auc_score(is_fake_scored, scored["p_fake"])) if is_fake_scored.nunique() == 2 else float("nan")
+    auc_ci = auc_interval(scored.loc[is_fake_scored, "p_fake"], scored.loc[~is_fake_scored, "p_fake"])
     called_fake = both["p_fake"].fillna(-1.0) >= threshold
     is_fake = both["label"] == "FAKE"
     wrong = both[called_fake != is_fake]
@@ -74,7 +71,7 @@ def score_family(fakes: pd.DataFrame, reals: pd.DataFrame, threshold: float) -> 
     caught, flagged = int((called_fake & is_fake).sum()), int((called_fake & ~is_fake).sum())
     return {
         "n_fake": n_fake, "n_real": n_real, "no_face": int(both["p_fake"].isna().sum()),
-        "roc_auc": auc, "roc_auc_ci": list(auc_ci),
+        "roc_auc": auc, "roc_auc_ci": None if auc_ci is None else list(auc_ci),
         "tpr": caught / max(1, n_fake), "tpr_ci": list(rate_interval(caught, n_fake)) if n_fake else None,
         "fpr": flagged / max(1, n_real), "fpr_ci": list(rate_interval(flagged, n_real)) if n_real else None,
         "wrong": [f"{r.file} ({r.label}, {r.verdict}, p_fake={_fmt(r.p_fake)})" for r in wrong.itertuples()],
@@ -105,11 +102,11 @@ def compare_runs(base: pd.DataFrame, candidate: pd.DataFrame) -> dict[str, dict]
         truth = [1] * len(ours) + [0] * len(reals)
         auc = {side: float(roc_auc_score(truth, pd.concat([ours, reals])[f"p_fake_{side}"]))
                for side in ("base", "candidate")}
-        interval = (list(auc_difference_interval(ours["p_fake_base"], reals["p_fake_base"],
-                                                 ours["p_fake_candidate"], reals["p_fake_candidate"]))
-                    if min(len(ours), len(reals)) >= 2 else None)  # a bootstrap needs two of each
+        interval = auc_difference_interval(ours["p_fake_base"], reals["p_fake_base"],
+                                           ours["p_fake_candidate"], reals["p_fake_candidate"])
         comparison[family] = {"files": len(ours) + len(reals), **{f"roc_auc_{k}": v for k, v in auc.items()},
-                              "difference": auc["candidate"] - auc["base"], "difference_ci": interval}
+                              "difference": auc["candidate"] - auc["base"],
+                              "difference_ci": None if interval is None else list(interval)}
     return comparison
 
 
@@ -140,7 +137,7 @@ def _with_interval(value: float, interval, digits: int) -> str:
     """'0.812 (0.68-0.92)': a figure and its 95% interval ('-' where there is none)."""
     if value is None or pd.isna(value):
         return "-"
-    if interval is None or pd.isna(interval[0]):
+    if interval is None:
         return f"{value:.{digits}f}"
     return f"{value:.{digits}f} ({interval[0]:.2f}-{interval[1]:.2f})"
 

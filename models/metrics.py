@@ -11,8 +11,8 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from scipy.stats import binomtest, rankdata
 from sklearn.exceptions import UndefinedMetricWarning
-from scipy.stats import binomtest, bootstrap, rankdata
 from sklearn.metrics import (average_precision_score, confusion_matrix, log_loss, precision_recall_fscore_support,
                              roc_auc_score, roc_curve)
 
@@ -30,43 +30,41 @@ def equal_error_rate(y_true: np.ndarray, p_fake: np.ndarray) -> tuple[float, flo
 
 
 def auc_interval(fake_scores, real_scores, confidence: float = 0.95, n_resamples: int = 2000,
-                 seed: int = 0) -> tuple[float, float]:
+                 seed: int = 0) -> tuple[float, float] | None:
     """A bootstrap confidence interval (percentile) for the ROC-AUC of fakes against reals: fakes and reals are
-    resampled separately, so each resample keeps both classes and their counts. Seeded, hence reproducible."""
-    fakes, reals = np.asarray(fake_scores, dtype=float), np.asarray(real_scores, dtype=float)
-    if len(fakes) < 2 or len(reals) < 2:
-        raise ValueError("a ROC-AUC interval needs at least two fake and two real scores")
-
-    def auc(f, r, axis=-1):
-        return _auc_by_ranks(np.moveaxis(f, axis, -1), np.moveaxis(r, axis, -1))
-
-    batch = max(1, int(2e7 // (len(fakes) + len(reals))))  # resamples ranked at once: memory stays bounded
-    result = bootstrap((fakes, reals), auc, paired=False, vectorized=True, confidence_level=confidence,
-                       n_resamples=n_resamples, batch=batch, method="percentile", rng=np.random.default_rng(seed))
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+    resampled separately, so each resample keeps both classes and their counts. Seeded, hence reproducible.
+    None with fewer than two fakes or two reals."""
+    aucs = _bootstrap_aucs([(fake_scores, real_scores)], n_resamples, seed)
+    return None if aucs is None else _percentile_interval(aucs[0], confidence)
 
 
 def auc_difference_interval(fakes_a, reals_a, fakes_b, reals_b, confidence: float = 0.95, n_resamples: int = 2000,
-                            seed: int = 0) -> tuple[float, float]:
+                            seed: int = 0) -> tuple[float, float] | None:
     """A paired bootstrap interval for ROC-AUC(b) - ROC-AUC(a), two detectors' scores of the same files (fakes_a[i]
     and fakes_b[i] are one file's): each resample draws files, fakes and reals apart, and scores both detectors on
-    them, so what the files share does not widen the interval. An interval that holds 0 does not tell them apart."""
-    fakes = np.asarray(fakes_a, dtype=float), np.asarray(fakes_b, dtype=float)
-    reals = np.asarray(reals_a, dtype=float), np.asarray(reals_b, dtype=float)
-    if fakes[0].shape != fakes[1].shape or reals[0].shape != reals[1].shape:
-        raise ValueError("paired scores: both detectors must score the same files")
-    if len(fakes[0]) < 2 or len(reals[0]) < 2:
-        raise ValueError("a ROC-AUC interval needs at least two fake and two real scores")
+    them, so what the files share does not widen the interval. An interval that holds 0 does not tell them apart.
+    None with fewer than two fakes or two reals."""
+    aucs = _bootstrap_aucs([(fakes_a, reals_a), (fakes_b, reals_b)], n_resamples, seed)
+    return None if aucs is None else _percentile_interval(aucs[1] - aucs[0], confidence)
+
+
+def _bootstrap_aucs(detectors: list[tuple], n_resamples: int, seed: int) -> np.ndarray | None:
+    """ROC-AUCs, shape (detectors, n_resamples), of the same seeded resamples of files (fakes and reals drawn apart)
+    for each detector's (fake scores, real scores); None with fewer than two of a class."""
+    scored = [(np.asarray(f, dtype=float), np.asarray(r, dtype=float)) for f, r in detectors]
+    n_fake, n_real = len(scored[0][0]), len(scored[0][1])
+    if any((len(f), len(r)) != (n_fake, n_real) for f, r in scored):
+        raise ValueError("paired scores: every detector must score the same files")
+    if n_fake < 2 or n_real < 2:
+        return None
     rng = np.random.default_rng(seed)
-    differences = []
-    for start in range(0, n_resamples, 500):  # in batches: memory stays bounded
-        size = min(500, n_resamples - start)
-        f = rng.integers(0, len(fakes[0]), (size, len(fakes[0])))
-        r = rng.integers(0, len(reals[0]), (size, len(reals[0])))
-        differences.append(_auc_by_ranks(fakes[1][f], reals[1][r]) - _auc_by_ranks(fakes[0][f], reals[0][r]))
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(np.concatenate(differences), [tail, 100 - tail])
-    return float(low), float(high)
+    batch = max(1, int(2e7 // (n_fake + n_real)))  # resamples ranked at once: memory stays bounded
+    aucs = []
+    for start in range(0, n_resamples, batch):
+        size = min(batch, n_resamples - start)
+        f, r = rng.integers(0, n_fake, (size, n_fake)), rng.integers(0, n_real, (size, n_real))
+        aucs.append([_auc_by_ranks(fakes[f], reals[r]) for fakes, reals in scored])
+    return np.concatenate(aucs, axis=1)
 
 
 def _auc_by_ranks(fakes: np.ndarray, reals: np.ndarray) -> np.ndarray:
@@ -74,6 +72,12 @@ def _auc_by_ranks(fakes: np.ndarray, reals: np.ndarray) -> np.ndarray:
     ranks = rankdata(np.concatenate([fakes, reals], axis=-1), axis=-1)[..., :fakes.shape[-1]]
     n_fake, n_real = fakes.shape[-1], reals.shape[-1]
     return (ranks.sum(axis=-1) - n_fake * (n_fake + 1) / 2) / (n_fake * n_real)
+
+
+def _percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
 
 
 def rate_interval(hits: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -110,16 +114,17 @@ def binary_metrics(y_true, p_fake, threshold: float = THRESHOLD, name: str = "",
         "accuracy": float((tp + tn) / len(y_true)),
         "precision": float(precision), "recall": float(recall), "f1": float(f1),
         "specificity": float(tn / (tn + fp)) if tn + fp else None,
-        "roc_auc": auc, **({"roc_auc_ci": _auc_interval_or_none(y_true, p_fake)} if interval else {}), "eer": eer, "eer_threshold": eer_threshold, "average_precision": average_precision,
+        "roc_auc": auc, **({"roc_auc_ci": _auc_interval_list(y_true, p_fake)} if interval else {}),
+        "eer": eer, "eer_threshold": eer_threshold, "average_precision": average_precision,
         "log_loss": float(log_loss(y_true, np.clip(p_fake, 1e-7, 1 - 1e-7), labels=[0, 1])),
         "threshold": threshold,
         "confusion_matrix": [[tn, fp], [fn, tp]],  # rows: true REAL, FAKE; columns: predicted REAL, FAKE
     }
 
 
-def _auc_interval_or_none(y_true: np.ndarray, p_fake: np.ndarray) -> list[float] | None:
-    fakes, reals = p_fake[y_true == 1], p_fake[y_true == 0]
-    return list(auc_interval(fakes, reals)) if min(len(fakes), len(reals)) >= 2 else None
+def _auc_interval_list(y_true: np.ndarray, p_fake: np.ndarray) -> list[float] | None:
+    interval = auc_interval(p_fake[y_true == 1], p_fake[y_true == 0])
+    return None if interval is None else list(interval)
 
 
 def video_scores(video_ids, y_true, p_fake) -> pd.DataFrame:
