@@ -426,6 +426,7 @@ def build_ensemble(members, faces, out, combiner, aggregator, target_fpr, detect
                    tta, device):
     """Combine trained checkpoints into an ensemble file, choosing combiner and threshold on validation data."""
     from ensembles.build import BuildConfig, build_ensemble as run_build
+    from models.metrics import format_interval
 
     ensemble = run_build(BuildConfig(members=tuple(members), faces=faces, out=out, combiner=combiner,
                                      aggregator=aggregator, target_fpr=target_fpr, detect_size=detect_size,
@@ -437,9 +438,8 @@ def build_ensemble(members, faces, out, combiner, aggregator, target_fpr, detect
         click.echo(f"  {kind}: " + ", ".join(f"{name.replace('_', ' ')} {value:.4f}" for name, value in figures.items()))
     for level in ("frame", "video"):
         if level in test:
-            interval = test[level].get("roc_auc_ci")
-            click.echo(f"test {level} AUC {test[level]['roc_auc']:.4f}"
-                       + (f" (95% CI {interval[0]:.3f}-{interval[1]:.3f})" if interval else "") + f" (n={test[level]['n']})")
+            click.echo(f"test {level} AUC {test[level]['roc_auc']:.4f}{format_interval(test[level].get('roc_auc_ci'))}"
+                       f" (n={test[level]['n']})")
 
 
 @main.command("calibrate-motion")
@@ -482,7 +482,7 @@ def calibrate_motion(paths, ensemble_file, out, alpha, speech_only, device, quie
     click.echo(f"wrote {out}: mouth motion fitted on {model.calibration}; log spread ~ N({model.mu:.3f},"
                f" {model.sigma:.3f}); a track alone reaches the threshold {threshold:.4f} below a mouth spread of"
                f" {model.flagged_below:.4f}")
-    low, high = rate_interval(result.held_out_flagged, result.clips) if result.clips else (0.0, 1.0)
+    low, high = rate_interval(result.held_out_flagged, result.clips)  # clips >= 1: calibration needs 10+ tracks
     click.echo(f"leave-one-clip-out: {result.held_out_flagged} of {result.clips} real clips would be called FAKE by"
                f" this member alone (false-alarm rate 95% interval {low:.2f}-{high:.2f}; alpha {model.alpha})")
     sys.exit(1 if result.failed else 0)

@@ -35,7 +35,7 @@ from tqdm import tqdm
 from bench.common import SHARED, table
 from ensembles.classify import classify_paths
 from ensembles.ensemble import Ensemble
-from models.metrics import auc_difference_interval, auc_interval, rate_interval
+from models.metrics import auc_difference_interval, auc_interval, format_interval, rate_interval
 
 DATASET = SHARED / "crosssource_dev"
 FAMILIES = ("face swap", "lip-sync", "talking head")
@@ -134,12 +134,8 @@ def _fmt(value) -> str:
 
 
 def _with_interval(value: float, interval, digits: int) -> str:
-    """'0.812 (0.68-0.92)': a figure and its 95% interval ('-' where there is none)."""
-    if value is None or pd.isna(value):
-        return "-"
-    if interval is None:
-        return f"{value:.{digits}f}"
-    return f"{value:.{digits}f} ({interval[0]:.2f}-{interval[1]:.2f})"
+    """'0.812 (95% CI 0.65-0.94)': a figure and its interval ('-' where there is no figure)."""
+    return "-" if value is None or pd.isna(value) else f"{value:.{digits}f}{format_interval(interval, 2)}"
 
 
 def main() -> None:
@@ -166,8 +162,8 @@ def main() -> None:
              _with_interval(f["tpr"], f["tpr_ci"], 2), _with_interval(f["fpr"], f["fpr_ci"], 2)]
             for name, f in report.items()]
     print(f"ensemble {ensemble.source}, threshold {threshold:.4f} ({ensemble.config.threshold_rule})\n")
-    print(table(rows, ["family (fakes vs all reals)", "fakes", "reals", "no face", "video ROC-AUC (95% CI)",
-                       "TPR at threshold (95% CI)", "FPR at threshold (95% CI)"]))
+    print(table(rows, ["family (fakes vs all reals)", "fakes", "reals", "no face", "video ROC-AUC",
+                       "TPR at threshold", "FPR at threshold"]))
     print("\nwrong at the threshold:")
     for line in report["pooled"]["wrong"]:
         print(f"  {line}")

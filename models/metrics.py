@@ -74,6 +74,11 @@ def _auc_by_ranks(fakes: np.ndarray, reals: np.ndarray) -> np.ndarray:
     return (ranks.sum(axis=-1) - n_fake * (n_fake + 1) / 2) / (n_fake * n_real)
 
 
+def format_interval(interval, digits: int = 3) -> str:
+    """' (95% CI 0.873-0.895)', or '' where there is no interval: what follows a figure in a printed line."""
+    return "" if interval is None else f" (95% CI {interval[0]:.{digits}f}-{interval[1]:.{digits}f})"
+
+
 def _percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
@@ -154,8 +159,6 @@ def describe(metrics: dict) -> str:
     def value(key):
         return "n/a" if metrics[key] is None else f"{metrics[key]:.3f}"
 
-    interval = metrics.get("roc_auc_ci")
-    auc = value("roc_auc") + (f" (95% CI {interval[0]:.3f}-{interval[1]:.3f})" if interval else "")
-    return (f"AUC {auc}  acc {value('accuracy')}  F1 {value('f1')}  EER {value('eer')}  "
+    return (f"AUC {value('roc_auc')}{format_interval(metrics.get('roc_auc_ci'))}  acc {value('accuracy')}  F1 {value('f1')}  EER {value('eer')}  "
             f"AP {value('average_precision')}  log loss {value('log_loss')}  "
             f"(n={metrics['n']}: {metrics['n_real']} REAL, {metrics['n_fake']} FAKE)")
