@@ -22,7 +22,7 @@ import torch
 from ensembles.aggregate import Aggregator
 from ensembles.combine import Combiner
 from ensembles.explain import explained, low_confidence_floor, name_tracks
-from ensembles.motion import MouthMotion, track_mouth_spread
+from ensembles.motion import MouthMotion, mouth_openings, track_mouth_spread
 from ensembles.tracks import TrackConfig, link_tracks, rule_tracks
 from ensembles.verdict import ERROR, FAKE, NO_FACE, REAL, FaceScore, TrackScore, VideoVerdict, low_evidence_note
 from models.nets import check_tta, fake_logits
@@ -254,10 +254,10 @@ class Ensemble:
         motion = self.config.mouth_motion
         if motion is None or landmarks is None:
             return {}
-        ids = np.asarray(track_ids)
+        ids, openings = np.asarray(track_ids), mouth_openings(landmarks)
         scores = {}
         for track in sorted(set(ids.tolist())):
-            spread = track_mouth_spread(np.flatnonzero(ids == track), boxes, landmarks,
+            spread = track_mouth_spread(np.flatnonzero(ids == track), boxes, openings,
                                         speaking if motion.speech_only else None, motion.min_faces)
             scores[track] = (spread, motion.p_fake(spread, self.config.threshold))
         return scores

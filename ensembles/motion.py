@@ -51,11 +51,17 @@ def mouth_opening(landmarks: Landmarks) -> float | None:
 def mouth_spread(boxes: list[Box], landmarks: list[Landmarks | None], min_faces: int = MIN_MOTION_FACES) -> float | None:
     """Standard deviation of `mouth_opening` over a track's faces (boxes more than 1.5x off the track's median size
     left out); None with fewer than `min_faces` such faces."""
-    kept = [i for i in without_stray_boxes(boxes) if landmarks[i] is not None]
-    openings = [o for o in (mouth_opening(landmarks[i]) for i in kept) if o is not None]
-    if len(openings) < max(3, min_faces):
+    return spread_of_openings(boxes, mouth_openings(landmarks), min_faces)
+
+
+def spread_of_openings(boxes: list[Box], openings: list[float | None], min_faces: int = MIN_MOTION_FACES
+                       ) -> float | None:
+    """Standard deviation of per-face mouth openings (any measure; None: not measured) over a track's faces, stray
+    boxes left out; None with fewer than `min_faces` measured faces."""
+    kept = [openings[i] for i in without_stray_boxes(boxes) if openings[i] is not None]
+    if len(kept) < max(3, min_faces):
         return None
-    return float(np.std(openings))
+    return float(np.std(kept))
 
 
 @dataclass(frozen=True)
@@ -112,19 +118,26 @@ def speaking_faces(path: Path, timestamps: list[float], media_type: str) -> list
     return during_speech(timestamps, (speech_spans(path) if media_type == "video" else None) or [])
 
 
-def track_mouth_spread(members, boxes: list, landmarks: list, speaking: list[bool] | None,
+def mouth_openings(landmarks: list[Landmarks | None]) -> list[float | None]:
+    """`mouth_opening` per face (None where a face has no landmarks)."""
+    return [None if mark is None else mouth_opening(mark) for mark in landmarks]
+
+
+def track_mouth_spread(members, boxes: list, openings: list[float | None], speaking: list[bool] | None,
                        min_faces: int = MIN_MOTION_FACES) -> float | None:
-    """`mouth_spread` of one track's faces (`members`: their indices), only those sampled during speech when
-    `speaking` (per face) is given."""
+    """`spread_of_openings` of one track's faces (`members`: their indices; `openings`: per face of the file),
+    only those sampled during speech when `speaking` (per face) is given."""
     if speaking is not None:
         members = [i for i in members if speaking[i]]
-    return mouth_spread([boxes[i] for i in members], [landmarks[i] for i in members], min_faces)
+    return spread_of_openings([boxes[i] for i in members], [openings[i] for i in members], min_faces)
 
 
-def track_rows(path: Path, ensemble, extractor, speech_only: bool = False) -> list[dict]:
+def track_rows(path: Path, ensemble, extractor, speech_only: bool = False, opening=None) -> list[dict]:
     """One row per face track of `path`: faces, median size, size fraction, shape spread, travel and mouth spread
-    (over the faces sampled during speech only, with `speech_only`; then also `speech_faces`)."""
-    positions, times, boxes, marks, scale = [], [], [], [], 1.0
+    (over the faces sampled during speech only, with `speech_only`; then also `speech_faces`). `opening`
+    (frame BGR image, Detection) -> float or None measures a face's mouth opening another way than
+    `mouth_opening` (bench/mouth_motion.py compares measures)."""
+    positions, times, boxes, marks, openings, scale = [], [], [], [], [], 1.0
     with MediaReader(path) as reader:
         media_type = reader.info.media_type
         with closing(extractor.faces_in_file(reader)) as found:
@@ -135,6 +148,8 @@ def track_rows(path: Path, ensemble, extractor, speech_only: bool = False) -> li
                     times.append(frame.timestamp)
                     boxes.append(tuple(crop.detection.box))
                     marks.append(crop.detection.landmarks)
+                    openings.append(mouth_opening(crop.detection.landmarks) if opening is None else
+                                    opening(frame.image, crop.detection))
     if not boxes:
         return []
     speaking = speaking_faces(path, times, media_type) if speech_only else None
@@ -149,7 +164,7 @@ def track_rows(path: Path, ensemble, extractor, speech_only: bool = False) -> li
                      "spread": shape_spread([boxes[i] for i in members], [marks[i] for i in members],
                                             ensemble.config.min_static_faces, scale),
                      "travel": box_travel([boxes[i] for i in members], ensemble.config.min_static_faces),
-                     "mouth": track_mouth_spread(members, boxes, marks, speaking),
+                     "mouth": track_mouth_spread(members, boxes, openings, speaking),
                      "speech_faces": None if speaking is None else int(sum(speaking[i] for i in members))})
     reference = max((r["size"] for r in rows if not r["short"]), default=0.0)
     for row in rows:

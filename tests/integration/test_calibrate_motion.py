@@ -14,7 +14,8 @@ from click.testing import CliRunner
 
 from cli import main
 from ensembles.ensemble import MOUTH_MOTION, Ensemble, EnsembleConfig
-from ensembles.motion import MouthMotion
+from ensembles.motion import MouthMotion, track_rows
+from pipeline.faces import FaceExtractor
 from pipeline.sample import write_sample_clip
 from tests.conftest import shared_data, with_audio
 
@@ -137,3 +138,24 @@ def test_all_faces_calibration_keeps_the_old_behaviour(talking_clips, tmp_path):
     assert result.exit_code == 0, result.output
     motion = EnsembleConfig.load(out).mouth_motion
     assert not motion.speech_only and "during speech" not in motion.calibration
+
+
+def test_track_rows_measure_the_mouth_the_way_they_are_asked(still_mouth, small_ensemble):
+    """bench/mouth_motion.py compares other measures of a mouth's opening (dlib's lips) through `opening`: it gets
+    each sampled face's full BGR frame and detection, and the track's spread is taken over what it returns."""
+    ensemble = Ensemble.load(small_ensemble, device="cpu")
+    extractor = FaceExtractor(ensemble.face_config(), device="cpu")
+    clip, frames = still_mouth["no audio"], []
+
+    def box_left_edge(image, detection):  # the drifting photo's position: a measure that changes from face to face
+        frames.append(image.shape)
+        return detection.box[0] / 100
+
+    def spread_by(measure):
+        (row,) = [r for r in track_rows(clip, ensemble, extractor, opening=measure) if not r["short"]]
+        return row["mouth"]
+
+    corners = track_rows(clip, ensemble, extractor)
+    assert [r["mouth"] for r in corners if not r["short"]][0] < 0.03  # the default: MTCNN's corners, a still mouth
+    assert spread_by(box_left_edge) > 0.1 and set(frames) == {(360, 480, 3)}
+    assert spread_by(lambda image, detection: None) is None  # nothing measured: no judgement
