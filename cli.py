@@ -421,16 +421,21 @@ def classify_image(**options):
 @click.option("--tta", type=click.Choice(["none", "flip"]), default="none", show_default=True,
               help="Test-time augmentation of every member, in validation and in every later verdict: flip averages "
                    "each face's logits with its mirror image's (the nets' share of classify time doubles).")
+@click.option("--stack-weights", type=click.Choice(["non-negative", "any"]), default="any", show_default=True,
+              help="Whether a stacked combiner may give a member a negative weight. non-negative: each member can only "
+                   "raise P(FAKE) with its own (Breiman's constraint; a negative weight fits how the members agree on "
+                   "validation faces, which other fakes need not share).")
 @click.option("--device", default=None, help="torch device that scores the validation crops [default: cuda when available].")
 def build_ensemble(members, faces, out, combiner, aggregator, target_fpr, detect_size, redetect_every, selection,
-                   tta, device):
+                   tta, stack_weights, device):
     """Combine trained checkpoints into an ensemble file, choosing combiner and threshold on validation data."""
     from ensembles.build import BuildConfig, build_ensemble as run_build
     from models.metrics import format_interval
 
     ensemble = run_build(BuildConfig(members=tuple(members), faces=faces, out=out, combiner=combiner,
                                      aggregator=aggregator, target_fpr=target_fpr, detect_size=detect_size,
-                                     redetect_every=redetect_every, device=device, selection=selection, tta=tta))
+                                     redetect_every=redetect_every, device=device, selection=selection, tta=tta,
+                                     stack_weights=stack_weights))
     test = ensemble.metrics.get("test", {})
     click.echo(f"wrote {out}: combiner {ensemble.combiner.kind}, threshold {ensemble.threshold:.4f} "
                f"({ensemble.threshold_rule}), test-time augmentation {ensemble.tta}")

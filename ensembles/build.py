@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ensembles.aggregate import Aggregator
-from ensembles.combine import Combiner, fit_stacked
+from ensembles.combine import STACK_WEIGHTS, Combiner, fit_stacked
 from ensembles.ensemble import EnsembleConfig
 from models.checkpoint import load_checkpoint
 from models.data import (Preprocess, cache_crop_size, labelled_faces, labels_of, landmarks_of, load_crops,
@@ -44,10 +44,13 @@ class BuildConfig:
     device: str | None = None  # None: cuda when available (as train and evaluate)
     selection: str = "validation"  # one of SELECTIONS
     tta: str = "none"  # test-time augmentation of every member (models.nets.fake_logits)
+    stack_weights: str = "any"  # one of combine.STACK_WEIGHTS: how a stacked combiner's weights may be fitted
 
     def __post_init__(self):
         if self.selection not in SELECTIONS:
             raise UsageError(f"unknown selection {self.selection!r}; choose one of: {', '.join(SELECTIONS)}")
+        if self.stack_weights not in STACK_WEIGHTS:
+            raise UsageError(f"unknown stack weights {self.stack_weights!r}; choose one of: {', '.join(STACK_WEIGHTS)}")
 
 
 def score_members(checkpoints, load, device: str | torch.device | None = "cpu", batch_size: int = 256,
@@ -91,7 +94,7 @@ def _video_auc(video_ids, labels, probs) -> float:
     return binary_metrics(videos["label"], videos["p_fake"])["roc_auc"] or 0.0
 
 
-def _cross_validated_stacked(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> np.ndarray:
+def _cross_validated_stacked(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray, weights: str) -> np.ndarray:
     """Out-of-fold predictions of a stacked combiner (up to 5 folds by group), for a fair comparison.
     UsageError when the validation set is too small for that (fewer than 2 groups, or a fold of one class)."""
     from sklearn.model_selection import GroupKFold
@@ -101,7 +104,7 @@ def _cross_validated_stacked(probs: np.ndarray, labels: np.ndarray, groups: np.n
         raise UsageError(f"a stacked combiner needs validation faces of at least 2 groups, got {folds}")
     out = np.zeros(len(labels))
     for train, held in GroupKFold(n_splits=folds).split(probs, labels, groups):
-        out[held] = fit_stacked(probs[train], labels[train])(probs[held])
+        out[held] = fit_stacked(probs[train], labels[train], weights=weights)(probs[held])
     return out
 
 
@@ -139,13 +142,13 @@ def shared_split(checkpoints, paths) -> dict:
     return split
 
 
-def _compare_combiners(choice: str, val: tuple, blends: tuple | None) -> dict:
+def _compare_combiners(choice: str, val: tuple, blends: tuple | None, stack_weights: str = "any") -> dict:
     """Each candidate combiner (all of AUTO_CANDIDATES for `choice` "auto") with its validation video AUC,
     the frame AUC of the validation REAL faces against their self-blends when `blends` (the blends' member
     probabilities, the groups of their faces) are given, its `score` (the first, or the mean of both), the
     fitted combiner and its validation scores. A stacked combiner is fitted on the validation faces and,
     with `blends`, on the self-blends too (as FAKE); its AUCs are of out-of-fold predictions (folds by
-    group, a self-blend with its face)."""
+    group, a self-blend with its face); `stack_weights` says whether its weights may be negative."""
     val_probs, val_labels, val_ids, val_groups = val
     candidates = AUTO_CANDIDATES if choice == "auto" else (choice,)
     results = {}
@@ -157,14 +160,14 @@ def _compare_combiners(choice: str, val: tuple, blends: tuple | None) -> dict:
                 probs, labels = np.vstack([val_probs, blends[0]]), np.concatenate([val_labels, np.ones(len(blends[0]))])
                 groups = np.concatenate([val_groups, blends[1]])
             try:
-                out_of_fold = _cross_validated_stacked(probs, labels, groups)
+                out_of_fold = _cross_validated_stacked(probs, labels, groups, stack_weights)
             except UsageError as exc:
                 if choice == "stacked":
                     raise UsageError(f"--combiner stacked: {exc} (the validation split is too small)") from None
                 log.warning("stacked combiner left out of the choice: %s", exc)
                 continue
             combined, blend_scores = out_of_fold[:len(val_labels)], out_of_fold[len(val_labels):]
-            combiner = fit_stacked(probs, labels)
+            combiner = fit_stacked(probs, labels, weights=stack_weights)
         elif kind == "weighted":
             aucs = [max(_video_auc(val_ids, val_labels, val_probs[:, i]) - 0.5, 1e-3) for i in range(val_probs.shape[1])]
             combiner = Combiner("weighted", tuple(aucs))
@@ -212,7 +215,8 @@ def build_ensemble(config: BuildConfig) -> EnsembleConfig:
         if not crops:
             raise DataError(f"{cache_dir}: the validation split holds no REAL face to self-blend")
         blends = (score_members(checkpoints, _stack_crops(crops), device, tta=config.tta), val_groups[val_labels == 0])
-    results = _compare_combiners(config.combiner, (val_probs, val_labels, val_ids, val_groups), blends)
+    results = _compare_combiners(config.combiner, (val_probs, val_labels, val_ids, val_groups), blends,
+                                 config.stack_weights)
     best = max(results, key=lambda k: results[k]["score"])
     combiner, combined = results[best]["combiner"], results[best]["combined"]
     videos = video_scores(val_ids, val_labels, combined)
@@ -221,6 +225,7 @@ def build_ensemble(config: BuildConfig) -> EnsembleConfig:
         "selection": {k: {key: round(v[key], 4) for key in ("val_video_auc", "val_self_blend_auc") if key in v}
                       for k, v in results.items()},
         "selected_by": config.selection,
+        "stack_weights": config.stack_weights,
         "tta": config.tta,
         "members_val": {c.net: frame_and_video_metrics(val_ids, val_labels, val_probs[:, i])
                         for i, c in enumerate(checkpoints)},

@@ -67,12 +67,43 @@ class Combiner:
         return cls(data.get("kind", "mean"), tuple(data.get("weights", ())), float(data.get("intercept", 0.0)))
 
 
-def fit_stacked(probs: np.ndarray, labels: np.ndarray, C: float = 1.0) -> Combiner:
-    """A `stacked` combiner: logistic regression (sklearn) on member logits, labels 1 = FAKE."""
-    from sklearn.linear_model import LogisticRegression
+STACK_WEIGHTS = ("non-negative", "any")  # how a stacked combiner's member weights may be fitted
 
+
+def fit_stacked(probs: np.ndarray, labels: np.ndarray, C: float = 1.0, weights: str = "any") -> Combiner:
+    """A `stacked` combiner: L2-penalised logistic regression on member logits, labels 1 = FAKE. `weights`
+    "non-negative" keeps every member's weight >= 0 (Breiman, "Stacked regressions", 1996: a negative weight
+    fits a correlation between members of the validation set, which other fakes need not share); "any" is
+    sklearn's unconstrained fit."""
     labels = np.asarray(labels)
     if len(np.unique(labels)) < 2:
         raise UsageError("a stacked combiner needs validation predictions of both classes")
-    model = LogisticRegression(C=C, max_iter=1000).fit(_logit(np.asarray(probs, dtype=np.float64)), labels)
+    if weights not in STACK_WEIGHTS:
+        raise UsageError(f"unknown stack weights {weights!r}; choose one of: {', '.join(STACK_WEIGHTS)}")
+    logits = _logit(np.asarray(probs, dtype=np.float64))
+    if weights == "non-negative":
+        return _fit_non_negative(logits, labels.astype(np.float64), C)
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=C, max_iter=1000).fit(logits, labels)
     return Combiner("stacked", tuple(float(w) for w in model.coef_[0]), float(model.intercept_[0]))
+
+
+def _fit_non_negative(logits: np.ndarray, labels: np.ndarray, C: float) -> Combiner:
+    """sklearn's objective (0.5 |w|^2 + C * log loss, the intercept unpenalised), minimised with w >= 0 (L-BFGS-B)."""
+    from scipy.optimize import minimize
+
+    n_members = logits.shape[1]
+
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        weights, intercept = theta[:n_members], theta[n_members]
+        z = logits @ weights + intercept
+        residual = _sigmoid(z) - labels
+        loss = 0.5 * weights @ weights + C * float(np.sum(np.logaddexp(0.0, z) - labels * z))
+        return loss, np.append(weights + C * (logits.T @ residual), C * residual.sum())
+
+    fit = minimize(objective, np.zeros(n_members + 1), jac=True, method="L-BFGS-B",
+                   bounds=[(0.0, None)] * n_members + [(None, None)])
+    if not fit.success:
+        raise UsageError(f"the non-negative stacked combiner did not converge: {fit.message}")
+    return Combiner("stacked", tuple(float(w) for w in fit.x[:n_members]), float(fit.x[n_members]))
