@@ -89,6 +89,16 @@ def test_a_cache_without_landmarks_is_refused_clearly(members, cache, tmp_path):
     assert not (tmp_path / "e.json").exists()
 
 
+def test_a_non_negative_stack_is_asked_for_and_recorded(members, cache, tmp_path):
+    result = build(members, cache, tmp_path / "e.json", "--combiner", "stacked", "--stack-weights", "non-negative")
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "e.json").read_text())
+    assert saved["combiner"]["kind"] == "stacked" and min(saved["combiner"]["weights"]) >= 0.0
+    assert saved["metrics"]["stack_weights"] == "non-negative"
+    bad = build(members, cache, tmp_path / "bad.json", "--stack-weights", "positive")
+    assert bad.exit_code == 2 and "positive" in bad.output and not (tmp_path / "bad.json").exists()
+
+
 def test_selection_with_self_blends_trusts_the_member_that_catches_them():
     """Member 0 separates the validation fakes but not self-blends; member 1 is weaker on validation but
     catches self-blends. Fitted on validation alone the stacked combiner leans on member 0; fitted on both,

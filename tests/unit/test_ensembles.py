@@ -43,6 +43,27 @@ def test_stacked_combiner_learns_to_trust_the_informative_member():
         fit_stacked(np.column_stack([good, noise]), np.zeros(400))
 
 
+def test_a_non_negative_stack_drops_a_member_that_only_helps_by_subtraction():
+    """Member 2 repeats member 0's score minus some label signal: unconstrained, the stack subtracts it (a
+    correlation of this validation set); non-negative, it gets weight 0 and the fit is the two-member one."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 4000)
+    sigmoid = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    first = labels * 1.5 - 0.75 + rng.normal(0, 1, 4000)
+    second = labels * 1.0 - 0.5 + rng.normal(0, 1, 4000)
+    echo = 0.5 * first - 0.5 * labels + rng.normal(0, 1, 4000)
+    probs = sigmoid(np.column_stack([first, second, echo]))
+    free, kept = fit_stacked(probs, labels), fit_stacked(probs, labels, weights="non-negative")
+    assert free.weights[2] < -0.2 and min(free.weights[:2]) > 0.5
+    assert kept.weights[2] == 0.0 and min(kept.weights) >= 0.0
+    two = fit_stacked(probs[:, :2], labels)  # where the constraint does not bind, the same fit as sklearn's
+    assert kept.weights[:2] == pytest.approx(two.weights, abs=1e-3)
+    assert kept.intercept == pytest.approx(two.intercept, abs=1e-3)
+    assert fit_stacked(probs[:, :2], labels, weights="non-negative").weights == pytest.approx(two.weights, abs=1e-3)
+    with pytest.raises(UsageError, match="unknown stack weights"):
+        fit_stacked(probs, labels, weights="positive")
+
+
 def test_simple_aggregators_and_clipping():
     probs = [0.0, 0.2, 0.9, 1.0]
     assert Aggregator("mean", clip=0.0)(probs) == pytest.approx(0.525)
