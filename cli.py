@@ -421,7 +421,8 @@ def classify_image(**options):
 @click.option("--tta", type=click.Choice(["none", "flip"]), default="none", show_default=True,
               help="Test-time augmentation of every member, in validation and in every later verdict: flip averages "
                    "each face's logits with its mirror image's (the nets' share of classify time doubles).")
-@click.option("--stack-weights", type=click.Choice(["non-negative", "any"]), default="any", show_default=True,
+@click.option("--stack-weights", type=click.Choice(["non-negative", "any"]), default="non-negative",
+              show_default=True,
               help="Whether a stacked combiner may give a member a negative weight. non-negative: each member can only "
                    "raise P(FAKE) with its own (Breiman's constraint; a negative weight fits how the members agree on "
                    "validation faces, which other fakes need not share).")

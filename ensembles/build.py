@@ -44,7 +44,7 @@ class BuildConfig:
     device: str | None = None  # None: cuda when available (as train and evaluate)
     selection: str = "validation"  # one of SELECTIONS
     tta: str = "none"  # test-time augmentation of every member (models.nets.fake_logits)
-    stack_weights: str = "any"  # one of combine.STACK_WEIGHTS: how a stacked combiner's weights may be fitted
+    stack_weights: str = "non-negative"  # one of combine.STACK_WEIGHTS: may a stacked combiner weigh a member < 0?
 
     def __post_init__(self):
         if self.selection not in SELECTIONS:
@@ -142,7 +142,7 @@ def shared_split(checkpoints, paths) -> dict:
     return split
 
 
-def _compare_combiners(choice: str, val: tuple, blends: tuple | None, stack_weights: str = "any") -> dict:
+def _compare_combiners(choice: str, val: tuple, blends: tuple | None, stack_weights: str = "non-negative") -> dict:
     """Each candidate combiner (all of AUTO_CANDIDATES for `choice` "auto") with its validation video AUC,
     the frame AUC of the validation REAL faces against their self-blends when `blends` (the blends' member
     probabilities, the groups of their faces) are given, its `score` (the first, or the mean of both), the

@@ -89,12 +89,13 @@ def test_a_cache_without_landmarks_is_refused_clearly(members, cache, tmp_path):
     assert not (tmp_path / "e.json").exists()
 
 
-def test_a_non_negative_stack_is_asked_for_and_recorded(members, cache, tmp_path):
-    result = build(members, cache, tmp_path / "e.json", "--combiner", "stacked", "--stack-weights", "non-negative")
-    assert result.exit_code == 0, result.output
-    saved = json.loads((tmp_path / "e.json").read_text())
-    assert saved["combiner"]["kind"] == "stacked" and min(saved["combiner"]["weights"]) >= 0.0
-    assert saved["metrics"]["stack_weights"] == "non-negative"
+def test_the_stack_weights_are_non_negative_unless_asked_and_recorded(members, cache, tmp_path):
+    for extra, recorded in (((), "non-negative"), (("--stack-weights", "any"), "any")):
+        result = build(members, cache, tmp_path / f"{recorded}.json", "--combiner", "stacked", *extra)
+        assert result.exit_code == 0, result.output
+        saved = json.loads((tmp_path / f"{recorded}.json").read_text())
+        assert saved["combiner"]["kind"] == "stacked" and saved["metrics"]["stack_weights"] == recorded
+    assert min(json.loads((tmp_path / "non-negative.json").read_text())["combiner"]["weights"]) >= 0.0
     bad = build(members, cache, tmp_path / "bad.json", "--stack-weights", "positive")
     assert bad.exit_code == 2 and "positive" in bad.output and not (tmp_path / "bad.json").exists()
 

@@ -251,13 +251,16 @@ def test_a_checkpoint_of_another_net_is_refused(tmp_path):
 
 # -- the shipped weights ---------------------------------------------------------------------------
 WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "weights"
-SHIPPED = json.loads((WEIGHTS / "ensemble.json").read_text())["members"]  # lenet.pt, minivgg.pt, resnet18.pt
+SHIPPED = sorted(path.name for path in WEIGHTS.glob("*.pt"))  # lenet.pt, minivgg.pt, resnet18.pt
 
 
-def test_every_net_ships_and_the_nets_only_ensemble_has_the_same_members():
+def test_every_net_ships_and_both_ensembles_use_shipped_weights():
+    """Each net family ships trained weights; the default ensemble uses some of them (since 2026-11-23 MiniVGG
+    and ResNet-18: LeNet's non-negative stack weight came out 0), and the nets-only file the same ones."""
     assert sorted(load_checkpoint(WEIGHTS / member).net for member in SHIPPED) == sorted(model_names())
-    assert json.loads((WEIGHTS / "ensemble_nets.json").read_text())["members"] == SHIPPED
-    assert sorted(path.name for path in WEIGHTS.glob("*.pt")) == sorted(SHIPPED)  # no stray weights
+    members = json.loads((WEIGHTS / "ensemble.json").read_text())["members"]
+    assert members and set(members) <= set(SHIPPED)  # no member without shipped weights
+    assert json.loads((WEIGHTS / "ensemble_nets.json").read_text())["members"] == members
 
 
 @pytest.mark.parametrize("member", SHIPPED)
