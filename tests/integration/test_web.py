@@ -607,7 +607,7 @@ def test_page_shows_a_real_verdict_with_the_shipped_models(browser, shipped_serv
     check_scored_page(page, body)
     rows = dict(zip(page.locator("#per-model td:first-child").all_inner_texts(),
                     page.locator("#per-model td:last-child").all_inner_texts()))
-    assert rows["mouth motion"].startswith("abstained") and rows["lenet"] == f"{body['per_model']['lenet']:.3f}"
+    assert rows["mouth motion"].startswith("abstained") and rows["minivgg"] == f"{body['per_model']['minivgg']:.3f}"
     tested = page.request.get(url + "/api/v1/limits").json()["test_accuracy"]  # from the shipped ensemble file
     assert 0.5 < tested < 1 and f"right {round(100 * tested)}% of the time" in page.inner_text("#limits")
     assert "up to 200 MB" in page.inner_text("#limits")
