@@ -1,6 +1,6 @@
 """Cross-source benchmark: the ensemble end to end on fakes from tools DFDC never used (../shared/data/crosssource_dev).
 
-    .venv/bin/python -m bench.crosssource [--ensemble FILE] [--json OUT.json]
+    .venv/bin/python -m bench.crosssource [--ensemble FILE] [--json OUT.json] [--data DIR]
     .venv/bin/python -m bench.crosssource --compare BASE.json CANDIDATE.json   # two saved --json runs
 
 Every file of the set is classified exactly as `classify-video` does. For each family (face swap, lip-sync,
@@ -19,7 +19,10 @@ talking head) its fakes are scored against ALL the set's reals, then everything 
 a paired 95% bootstrap interval (the same files resampled for both): the way to tell whether one finished
 candidate ranks these files better than another, or whether the gap is within what 38 files can show.
 
-This set is for measuring only: never train on it and never choose thresholds, epochs or nets with it.
+crosssource_dev is for measuring only: never train on it and never choose thresholds, epochs or nets with it.
+`--data DIR` runs the same report on another set laid out the same way (a `labels.csv` with `file` and
+`label` columns, REAL or FAKE, and optionally `family`; files relative to DIR), e.g. a second development
+set of other tools' fakes, which may be used for choosing. Its families are those its labels name.
 """
 from __future__ import annotations
 
@@ -36,14 +39,46 @@ from bench.common import SHARED, table
 from ensembles.classify import classify_paths
 from ensembles.ensemble import Ensemble
 from models.metrics import auc_difference_interval, auc_interval, format_interval, rate_interval
+from pipeline.cache import write_atomic
 
 DATASET = SHARED / "crosssource_dev"
 FAMILIES = ("face swap", "lip-sync", "talking head")
+NO_FAMILY = "all"  # the family of every fake in a set whose labels name none
+
+
+def read_labels(dataset: Path) -> pd.DataFrame:
+    """The set's labels.csv (file, label, family), checked: every file present, every label REAL or FAKE."""
+    path = dataset / "labels.csv"
+    if not path.is_file():
+        raise SystemExit(f"{path} not found: a labelled set needs a labels.csv (file,label[,family])")
+    labels = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing_columns = {"file", "label"} - set(labels.columns)
+    if missing_columns:
+        raise SystemExit(f"{path}: no {' or '.join(sorted(missing_columns))} column (it has: {', '.join(labels.columns)})")
+    labels["label"] = labels["label"].str.strip().str.upper()
+    bad = labels[~labels["label"].isin(["REAL", "FAKE"])]
+    if len(bad):
+        raise SystemExit(f"{path}: label must be REAL or FAKE, got {bad['label'].iloc[0]!r} for {bad['file'].iloc[0]}")
+    absent = [name for name in labels["file"] if not (dataset / name).is_file()]
+    if absent:
+        raise SystemExit(f"{dataset}: {len(absent)} labelled file(s) not found, e.g. {absent[0]}")
+    if "family" not in labels.columns:
+        labels["family"] = NO_FAMILY
+    labels["family"] = labels["family"].where(labels["family"].str.strip() != "", NO_FAMILY)
+    if labels["label"].nunique() < 2:
+        raise SystemExit(f"{path}: needs REAL and FAKE files, has only {labels['label'].iloc[0]}")
+    return labels[["file", "label", "family"]]
+
+
+def families_of(results: pd.DataFrame) -> list[str]:
+    """The fakes' families: crosssource_dev's three in their usual order, then any others as they come."""
+    named = list(dict.fromkeys(results.loc[results["label"] == "FAKE", "family"]))
+    return [f for f in FAMILIES if f in named] + [f for f in named if f not in FAMILIES]
 
 
 def classify_set(ensemble: Ensemble, dataset: Path = DATASET) -> pd.DataFrame:
     """One row per labelled file: file, label, family, verdict, p_fake."""
-    labels = pd.read_csv(dataset / "labels.csv")
+    labels = read_labels(dataset)
     paths = [dataset / name for name in labels["file"]]
     verdicts = {Path(v.path).resolve(): v for v in tqdm(classify_paths(paths, ensemble), total=len(paths),
                                                          desc="classify", unit="file")}
@@ -82,7 +117,8 @@ def crosssource_report(results: pd.DataFrame, threshold: float) -> dict[str, dic
     """Per family (its fakes against all reals) and pooled."""
     reals = results[results["label"] == "REAL"]
     fakes = results[results["label"] == "FAKE"]
-    report = {family: score_family(fakes[fakes["family"] == family], reals, threshold) for family in FAMILIES}
+    report = {family: score_family(fakes[fakes["family"] == family], reals, threshold)
+              for family in families_of(results)}
     report["pooled"] = score_family(fakes, reals, threshold)
     return report
 
@@ -97,7 +133,7 @@ def compare_runs(base: pd.DataFrame, candidate: pd.DataFrame) -> dict[str, dict]
     reals = scored[scored["label"] == "REAL"]
     fakes = scored[scored["label"] == "FAKE"]
     comparison = {}
-    for family in (*FAMILIES, "pooled"):
+    for family in (*families_of(both), "pooled"):
         ours = fakes if family == "pooled" else fakes[fakes["family"] == family]
         truth = [1] * len(ours) + [0] * len(reals)
         auc = {side: float(roc_auc_score(truth, pd.concat([ours, reals])[f"p_fake_{side}"]))
@@ -138,38 +174,43 @@ def _with_interval(value: float, interval, digits: int) -> str:
     return "-" if value is None or pd.isna(value) else f"{value:.{digits}f}{format_interval(interval, 2)}"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ensemble", type=Path, default=None, help="Ensemble file [default: the shipped one].")
+    parser.add_argument("--data", type=Path, default=DATASET,
+                        help="A labelled set laid out as crosssource_dev (labels.csv: file,label[,family]) "
+                             "[default: ../shared/data/crosssource_dev].")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, default=None, help="Also write every verdict and figure here.")
     parser.add_argument("--compare", type=Path, nargs=2, metavar=("BASE", "CANDIDATE"), default=None,
                         help="Compare two runs saved with --json instead of classifying.")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.compare:
         missing = [str(p) for p in args.compare if not p.is_file()]
         if missing:
             raise SystemExit(f"--compare: {', '.join(missing)} not found (write runs with --json)")
         print_comparison(*args.compare)
         return
-    if not (DATASET / "labels.csv").is_file():
-        raise SystemExit(f"{DATASET} not found: this benchmark needs ../shared/data/crosssource_dev")
+    if args.data == DATASET and not DATASET.is_dir():
+        raise SystemExit(f"{DATASET} not found: this benchmark needs ../shared/data/crosssource_dev (or --data DIR)")
+    read_labels(args.data)  # a bad set fails before the models load
     ensemble = Ensemble.load(args.ensemble, device=args.device)
     threshold = ensemble.config.threshold
-    results = classify_set(ensemble)
+    results = classify_set(ensemble, args.data)
     report = crosssource_report(results, threshold)
     rows = [[name, f["n_fake"], f["n_real"], f["no_face"], _with_interval(f["roc_auc"], f["roc_auc_ci"], 3),
              _with_interval(f["tpr"], f["tpr_ci"], 2), _with_interval(f["fpr"], f["fpr_ci"], 2)]
             for name, f in report.items()]
-    print(f"ensemble {ensemble.source}, threshold {threshold:.4f} ({ensemble.config.threshold_rule})\n")
+    print(f"set {args.data}; ensemble {ensemble.source}, threshold {threshold:.4f} ({ensemble.config.threshold_rule})\n")
     print(table(rows, ["family (fakes vs all reals)", "fakes", "reals", "no face", "video ROC-AUC",
                        "TPR at threshold", "FPR at threshold"]))
     print("\nwrong at the threshold:")
     for line in report["pooled"]["wrong"]:
         print(f"  {line}")
     if args.json:
-        args.json.write_text(json.dumps({"threshold": threshold, "report": report,
-                                         "verdicts": results.replace({np.nan: None}).to_dict("records")}, indent=2))
+        saved = {"data": str(args.data), "threshold": threshold, "report": report,
+                 "verdicts": results.replace({np.nan: None}).to_dict("records")}
+        write_atomic(args.json, json.dumps(saved, indent=2).encode())
 
 
 if __name__ == "__main__":

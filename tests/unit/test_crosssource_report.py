@@ -59,3 +59,44 @@ def test_comparing_two_runs_pairs_them_file_by_file():
     assert 0.0 <= pooled["difference_ci"][0] <= pooled["difference"] <= pooled["difference_ci"][1]
     with pytest.raises(ValueError, match="same files"):
         compare_runs(base, better.iloc[1:])
+
+
+def test_another_sets_families_are_the_ones_its_labels_name():
+    frame = results()
+    frame["family"] = frame["family"].replace({"face swap": "morph", "lip-sync": "face swap", "talking head": "avatar"})
+    report = crosssource_report(frame, threshold=0.5)
+    assert list(report) == ["face swap", "morph", "avatar", "pooled"]  # crosssource_dev's order first
+    assert report["morph"]["n_fake"] == 3 and report["avatar"]["n_fake"] == 1
+    assert report["pooled"] == crosssource_report(results(), threshold=0.5)["pooled"]
+    assert list(compare_runs(frame.dropna(subset=["p_fake"]), frame.dropna(subset=["p_fake"]))) == list(report)
+
+
+def write_set(folder, rows, header="file,label,family"):
+    for name in {row.split(",")[0] for row in rows}:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"x")
+    (folder / "labels.csv").write_text("\n".join([header, *rows]) + "\n")
+    return folder
+
+
+def test_a_labelled_set_is_read_and_checked(tmp_path):
+    from bench.crosssource import NO_FAMILY, read_labels
+
+    labels = read_labels(write_set(tmp_path / "a", ["fake/1.mp4,fake,lip-sync", "real/2.mp4,REAL,", "fake/3.png,FAKE,"]))
+    assert list(labels["label"]) == ["FAKE", "REAL", "FAKE"]
+    assert list(labels["family"]) == ["lip-sync", NO_FAMILY, NO_FAMILY]
+    no_family = read_labels(write_set(tmp_path / "b", ["x.mp4,REAL", "y.mp4,FAKE"], header="file,label"))
+    assert set(no_family["family"]) == {NO_FAMILY}
+    for rows, header, message in [
+        (["x.mp4,REAL", "y.mp4,maybe"], "file,label", "label must be REAL or FAKE, got 'MAYBE' for y.mp4"),
+        (["x.mp4,REAL"], "file,label", "needs REAL and FAKE files"),
+        (["x.mp4"], "file", "no label column"),
+    ]:
+        with pytest.raises(SystemExit, match=message):
+            read_labels(write_set(tmp_path / message[:8].replace(" ", "_"), rows, header))
+    broken = write_set(tmp_path / "c", ["x.mp4,REAL", "y.mp4,FAKE"], header="file,label")
+    (broken / "y.mp4").unlink()
+    with pytest.raises(SystemExit, match="1 labelled file.* not found, e.g. y.mp4"):
+        read_labels(broken)
+    with pytest.raises(SystemExit, match="labels.csv not found"):
+        read_labels(tmp_path / "nothing")
