@@ -1,6 +1,8 @@
 """Shared fixtures: real faces, small real videos written to temp dirs, and the shared data when present."""
 from __future__ import annotations
 
+import contextlib
+import io
 import struct
 import sys
 from pathlib import Path
@@ -36,6 +38,20 @@ def make_small_ensemble(folder: Path) -> Path:
 
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def run_main(main, *args) -> tuple[int, str]:
+    """Run a script's `main(argv)` in-process: its exit status and what it printed, an error message included
+    (SystemExit("message") exits with status 1 and prints the message)."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+            printed.write("" if isinstance(exc.code, int) or exc.code is None else str(exc.code))
+    return code, printed.getvalue()
 
 
 def shared_data(*parts: str) -> Path:

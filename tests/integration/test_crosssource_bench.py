@@ -1,27 +1,17 @@
 """bench.crosssource end to end on a labelled set laid out as crosssource_dev (`--data`), with real faces."""
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 
 import cv2
 import numpy as np
 
 from bench.crosssource import main as crosssource
+from tests.conftest import run_main
 
 
 def run(*args) -> tuple[int, str]:
-    """The benchmark in-process: its exit status and what it printed, an error message included."""
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
-        try:
-            crosssource([str(a) for a in args])
-            code = 0
-        except SystemExit as exc:  # SystemExit("message") exits with status 1 and prints the message
-            code = exc.code if isinstance(exc.code, int) else 1
-            printed.write("" if isinstance(exc.code, int) or exc.code is None else str(exc.code))
-    return code, printed.getvalue()
+    return run_main(crosssource, *args)
 
 
 def test_another_labelled_set_is_reported_by_its_own_families(small_ensemble, astronaut, tmp_path):

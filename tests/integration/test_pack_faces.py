@@ -1,8 +1,6 @@
 """bench.pack_faces: a compact copy of a face cache in size-bounded zips, unpacked into a cache `train` takes."""
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 import subprocess
@@ -18,21 +16,14 @@ import pytest
 from bench.pack_faces import main as pack_faces
 from models.data import Preprocess, landmarks_of
 from pipeline.cache import load_manifest
+from tests.conftest import run_main
 from tests.integration.test_train import astronaut_pairs, cli, make_cache
 
 PART_MB = 0.06  # the astronaut's 24 crops take ~0.15 MB at 152 px: three parts or so
 
 
 def run_pack(*args) -> tuple[int, str]:
-    """Run the tool in-process: its exit code and what it printed (stdout and stderr)."""
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
-        try:
-            pack_faces([str(a) for a in args])
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return code, printed.getvalue()
+    return run_main(pack_faces, *args)
 
 
 def unpack(out: Path, dest: Path) -> None:
