@@ -76,9 +76,9 @@ def families_of(results: pd.DataFrame) -> list[str]:
     return [f for f in FAMILIES if f in named] + [f for f in named if f not in FAMILIES]
 
 
-def classify_set(ensemble: Ensemble, dataset: Path = DATASET) -> pd.DataFrame:
-    """One row per labelled file: file, label, family, verdict, p_fake."""
-    labels = read_labels(dataset)
+def classify_set(ensemble: Ensemble, dataset: Path = DATASET, labels: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per labelled file: file, label, family, verdict, p_fake (`labels`: the set's, if already read)."""
+    labels = read_labels(dataset) if labels is None else labels
     paths = [dataset / name for name in labels["file"]]
     verdicts = {Path(v.path).resolve(): v for v in tqdm(classify_paths(paths, ensemble), total=len(paths),
                                                          desc="classify", unit="file")}
@@ -193,10 +193,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.data == DATASET and not DATASET.is_dir():
         raise SystemExit(f"{DATASET} not found: this benchmark needs ../shared/data/crosssource_dev (or --data DIR)")
-    read_labels(args.data)  # a bad set fails before the models load
+    labels = read_labels(args.data)  # a bad set fails before the models load
     ensemble = Ensemble.load(args.ensemble, device=args.device)
     threshold = ensemble.config.threshold
-    results = classify_set(ensemble, args.data)
+    results = classify_set(ensemble, args.data, labels)
     report = crosssource_report(results, threshold)
     rows = [[name, f["n_fake"], f["n_real"], f["no_face"], _with_interval(f["roc_auc"], f["roc_auc_ci"], 3),
              _with_interval(f["tpr"], f["tpr_ci"], 2), _with_interval(f["fpr"], f["fpr_ci"], 2)]
