@@ -93,6 +93,10 @@ def journaled(out: Path) -> set[str]:
     return ids
 
 
+def crops_of(out: Path, video_id: str) -> int:
+    return len(list(out.glob(f"*/{video_id}/*.jpg")))
+
+
 def started(out: Path) -> set[str]:
     """Video ids whose crops have begun to appear."""
     return {d.name for d in out.glob("*/clip*") if any(d.glob("*.jpg"))}
@@ -153,7 +157,7 @@ def worker_early_in_a_clip(main_pid: int, out: Path) -> tuple[int, str] | None:
     """A worker of the run with a clip open whose crops are fewer than half of what it will write, and the clip."""
     for worker in workers_of(main_pid):
         for clip in open_clips(worker):
-            if clip not in journaled(out) and len(list(out.glob(f"*/{clip}/*.jpg"))) < CROPS_PER_CLIP // 2:
+            if clip not in journaled(out) and crops_of(out, clip) < CROPS_PER_CLIP // 2:
                 return worker, clip
     return None
 
@@ -243,27 +247,70 @@ def test_kill_minus_nine_leaves_no_process_behind_and_a_rerun_completes(engine, 
     assert crops_per_clip(out) == {f"clip{i}": CROPS_PER_CLIP for i in range(N_CLIPS)}
 
 
+def state(pid: int) -> str | None:
+    """The process's state letter ("T" stopped, "Z" ended), None once it is gone."""
+    stat = _stat(pid)
+    return stat[0] if stat else None
+
+
+def sigterm_pending(pid: int) -> bool:
+    """Whether a SIGTERM waits to be delivered to the process (a stopped one takes it when continued)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return False
+    pending = [int(line.split()[1], 16) for line in lines if line.startswith(("SigPnd:", "ShdPnd:"))]
+    return any(mask & (1 << (signal.SIGTERM - 1)) for mask in pending)
+
+
+def freeze(pids: list[int]) -> None:
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    wait_for(lambda: all(state(pid) in ("T", "Z", None) for pid in pids), "the workers to stop")
+
+
+def resume_each_when_terminated(pids: list[int], parent: subprocess.Popen) -> None:
+    """Continue each frozen worker once a SIGTERM waits for it (or its parent has ended), until all are gone:
+    what it does before it exits is then what it does after being told to stop, however loaded the machine."""
+    def all_gone():
+        for pid in pids:
+            if state(pid) == "T" and (sigterm_pending(pid) or parent.poll() is not None):
+                os.kill(pid, signal.SIGCONT)
+        return all(state(pid) in ("Z", None) for pid in pids)
+
+    wait_for(all_gone, "every worker to end")
+
+
 @pytest.mark.parametrize("interrupt", ["SIGTERM to the parent", "Ctrl-C"])
 def test_an_interrupt_ends_every_process_at_once_and_the_rerun_resumes(interrupt, start, clips, tmp_path):
     out = tmp_path / "out"
     process = start(extract_command(clips, out))
-    # one input recorded, another being read with more than half of its crops still to come (about half a
-    # second of work: an input caught writing its last crops could finish before the signal lands)
-    wait_for(lambda: journaled(out) and any(len(list(next(out.glob(f"*/{v}")).glob("*.jpg"))) < CROPS_PER_CLIP // 2
+    # one input recorded, another being read with more than half of its crops still to come
+    wait_for(lambda: journaled(out) and any(crops_of(out, v) < CROPS_PER_CLIP // 2
                                             for v in started(out) - journaled(out)),
              "an input done and one begun", process)
+    # The workers are frozen before the interrupt and continued only once told to stop, so the crops an
+    # input has at the freeze are those it had when the interrupt came, on a fast or a loaded machine alike.
+    workers = workers_of(process.pid)
+    freeze(workers)
+    at_interrupt = {v: crops_of(out, v) for v in started(out) - journaled(out)}
     processes = descendants(process.pid)
     if interrupt == "Ctrl-C":  # a terminal sends SIGINT to the whole foreground process group, workers included
         os.killpg(process.pid, signal.SIGINT)
     else:
         process.send_signal(signal.SIGTERM)
+    resume_each_when_terminated(workers, process)
     stdout, stderr = process.communicate(timeout=WAIT)
     assert process.returncode == 130, stdout + stderr
     assert stderr.strip().endswith("interrupted") and "Traceback" not in stderr
     assert_all_gone(processes)
-    # the inputs being read were stopped, not waited for: crops of an unrecorded input are incomplete
+    # the inputs being read were stopped, not waited for: at most the crop being written when the interrupt
+    # came is finished, and an input caught early stays incomplete (its crops are redone by the rerun)
     done = journaled(out)
-    assert any(len(list(next(out.glob(f"*/{v}")).glob("*.jpg"))) < CROPS_PER_CLIP for v in started(out) - done)
+    stopped = {v: n for v, n in at_interrupt.items() if v not in done}
+    assert any(n < CROPS_PER_CLIP for n in stopped.values()), at_interrupt
+    after = {v: crops_of(out, v) for v in stopped}
+    assert all(stopped[v] <= after[v] <= stopped[v] + 1 for v in stopped), (stopped, after)
     assert_consistent(out)
     rerun = subprocess.run(extract_command(clips, out, workers=1), cwd=ROOT, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
