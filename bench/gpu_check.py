@@ -9,6 +9,10 @@ Each stage runs on device A and on device B from the same inputs (real data from
                      with the default workers, on B with the default workers. Same inputs, same sampled frames
                      with faces, same face count per frame, boxes within --box-tol pixels of the full frame.
                      The DFDC face crops used for training below are extracted and compared the same way.
+  MTCNN itself       full detection on every frame extract samples, by facenet-pytorch's own MTCNN and by our
+                     cascade, on both devices: our cascade must give facenet-pytorch's detections on each
+                     device; how far facenet-pytorch moves between the devices is printed (on an H200 it
+                     kept a face on 6 frames of 30 that the CPU dropped: README, "Running on a GPU").
   train              a short LeNet run on those crops on each device: both finish, with finite metrics.
   evaluate           both checkpoints on both devices (a CUDA-saved checkpoint read on the CPU and the reverse):
                      test ROC-AUC and log loss within --metric-tol.
@@ -176,6 +180,77 @@ def check_extract(args, clips: list[Path], scratch: Path, check: Check) -> Path:
     print(f"{len(images)} DFDC face crops: {crops['a'][0]:.1f} s on {a}, {crops['b'][0]:.1f} s on {b}, "
           f"max box diff {largest:.3f} px")
     return crops["a"][1]
+
+
+# -- MTCNN itself on the two devices --------------------------------------------------------------------
+def detection_frames(clip: Path) -> list[np.ndarray]:
+    """The frames extract samples from `clip` (every 10th), RGB, at the size its detector sees them."""
+    from pipeline.faces import FaceConfig, _to_rgb
+    from pipeline.media import MediaReader
+    from pipeline.sampling import SamplingConfig
+
+    with MediaReader(clip) as reader:
+        frames = [frame.image for frame in reader.frames(SamplingConfig(every=10))]
+    scale = min(1.0, FaceConfig().detect_size / max(frames[0].shape[:2]))
+    return [_to_rgb(frame, scale) for frame in frames]
+
+
+def facenet_boxes(frames: list[np.ndarray], device: str) -> list[np.ndarray]:
+    """facenet-pytorch's own MTCNN (the reference our cascade reproduces), one frame at a time: (K, 4) boxes."""
+    from facenet_pytorch import MTCNN
+
+    from pipeline.detectors import MTCNNDetector
+
+    mtcnn = MTCNN(keep_all=True, device=device, min_face_size=MTCNNDetector.min_size_in_frame)
+    boxes = [mtcnn.detect(frame)[0] for frame in frames]
+    return [np.zeros((0, 4), np.float32) if b is None else np.asarray(b, np.float32) for b in boxes]
+
+
+def cascade_boxes(frames: list[np.ndarray], device: str, batch: int = 8) -> list[np.ndarray]:
+    """Our cascade (pipeline/mtcnn.py), in extract's batches: (K, 4) boxes per frame."""
+    from pipeline.detectors import create_detector
+
+    detector = create_detector("mtcnn", device=device)
+    found = [faces for start in range(0, len(frames), batch) for faces in detector.detect(frames[start:start + batch])]
+    return [np.array([d.box for d in faces], np.float32).reshape(-1, 4) for faces in found]
+
+
+def box_differences(reference: list[np.ndarray], other: list[np.ndarray]) -> tuple[int, float]:
+    """Frames whose face count differs, and the largest box difference (px) where the counts agree."""
+    differing, largest = 0, 0.0
+    for a, b in zip(reference, other):
+        if len(a) != len(b):
+            differing += 1
+        elif len(a):
+            a, b = a[np.lexsort(a.T[::-1])], b[np.lexsort(b.T[::-1])]
+            largest = max(largest, float(np.abs(a - b).max()))
+    return differing, largest
+
+
+def check_mtcnn_reference(args, clips: list[Path], check: Check) -> None:
+    """Full detection on every frame extract samples, by facenet-pytorch's MTCNN and by our cascade, on both
+    devices. Our cascade must give facenet-pytorch's detections on each device (a mismatch otherwise); how far
+    facenet-pytorch itself moves between the devices (a face whose score lies near one of the cascade's stage
+    thresholds can be kept on one device and dropped on the other) is printed beside extract's differences."""
+    rows = []
+    for clip in clips:
+        frames = detection_frames(clip)
+        facenet = {d: facenet_boxes(frames, d) for d in (args.device_a, args.device_b)}
+        ours = {d: cascade_boxes(frames, d) for d in (args.device_a, args.device_b)}
+        row = [clip.name, len(frames)]
+        for first, second in ((facenet[args.device_a], facenet[args.device_b]), (ours[args.device_a], ours[args.device_b])):
+            row += list(box_differences(first, second))
+        for device in (args.device_a, args.device_b):
+            differing, largest = box_differences(facenet[device], ours[device])
+            check.expect(differing == 0 and largest <= args.box_tol, "MTCNN reference",
+                         f"{clip.name}: our cascade on {device} departs from facenet-pytorch's MTCNN on {device}: "
+                         f"{differing} frame(s) with another face count, boxes up to {largest:.2f} px apart")
+            row.append(f"{differing} / {largest:.2f}")
+        rows.append(row)
+    a, b = args.device_a, args.device_b
+    print(table(rows, ["clip", "frames", f"facenet {a} vs {b}: frames with another face count", "largest box px",
+                       f"ours {a} vs {b}: frames with another face count", "largest box px",
+                       f"ours vs facenet on {a}: frames / px", f"ours vs facenet on {b}: frames / px"]))
 
 
 # -- train, evaluate, build-ensemble --------------------------------------------------------------
@@ -422,6 +497,8 @@ def main() -> int:
     check = Check()
     try:
         cache_dir = run_stage(check, "extract (clips and training crops)", check_extract, args, clips, scratch, check)
+        run_stage(check, "MTCNN itself: facenet-pytorch's detector and our cascade on both devices",
+                  check_mtcnn_reference, args, clips, check)
         if cache_dir is not None:
             run_stage(check, "train, evaluate, build-ensemble", check_training, args, cache_dir, scratch, check)
         run_stage(check, "classify-video, classify-image, evaluate-ensemble, web upload (the shipped ensemble)",
