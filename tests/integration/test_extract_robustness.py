@@ -285,13 +285,14 @@ def resume_each_when_terminated(pids: list[int], parent: subprocess.Popen) -> No
 def test_an_interrupt_ends_every_process_at_once_and_the_rerun_resumes(interrupt, start, clips, tmp_path):
     out = tmp_path / "out"
     process = start(extract_command(clips, out))
+    workers = wait_for(lambda: (found := workers_of(process.pid)) and len(found) == 2 and found, "the two workers",
+                       process)
     # one input recorded, another being read with more than half of its crops still to come
     wait_for(lambda: journaled(out) and any(crops_of(out, v) < CROPS_PER_CLIP // 2
                                             for v in started(out) - journaled(out)),
              "an input done and one begun", process)
     # The workers are frozen before the interrupt and continued only once told to stop, so the crops an
     # input has at the freeze are those it had when the interrupt came, on a fast or a loaded machine alike.
-    workers = workers_of(process.pid)
     freeze(workers)
     at_interrupt = {v: crops_of(out, v) for v in started(out) - journaled(out)}
     processes = descendants(process.pid)
