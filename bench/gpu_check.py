@@ -238,8 +238,8 @@ def check_mtcnn_reference(args, clips: list[Path], check: Check) -> None:
         facenet = {d: facenet_boxes(frames, d) for d in (args.device_a, args.device_b)}
         ours = {d: cascade_boxes(frames, d) for d in (args.device_a, args.device_b)}
         row = [clip.name, len(frames)]
-        for first, second in ((facenet[args.device_a], facenet[args.device_b]), (ours[args.device_a], ours[args.device_b])):
-            row += list(box_differences(first, second))
+        for boxes in (facenet, ours):
+            row += list(box_differences(boxes[args.device_a], boxes[args.device_b]))
         for device in (args.device_a, args.device_b):
             differing, largest = box_differences(facenet[device], ours[device])
             check.expect(differing == 0 and largest <= args.box_tol, "MTCNN reference",
