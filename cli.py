@@ -188,7 +188,7 @@ def parse_json_object(ctx, param, value):
 
 
 @main.command()
-@click.option("--net", default=None, help="lenet, minivgg or resnet (required unless --resume).")
+@click.option("--net", default=None, help="lenet, minivgg, resnet or efficientnet (required unless --resume).")
 @click.option("--faces", type=click.Path(path_type=Path), default=Path("data/faces"), show_default=True,
               help="Face cache written by extract, or a folder of caches: its only one, or the one extract makes "
                    "with default settings.")
@@ -492,6 +492,39 @@ def calibrate_motion(paths, ensemble_file, out, alpha, speech_only, device, quie
     click.echo(f"leave-one-clip-out: {result.held_out_flagged} of {result.clips} real clips would be called FAKE by"
                f" this member alone (false-alarm rate 95% interval {low:.2f}-{high:.2f}; alpha {model.alpha})")
     sys.exit(1 if result.failed else 0)
+
+
+@main.command("set-threshold")
+@click.option("--ensemble", "ensemble_file", type=click.Path(path_type=Path), default=None,
+              help="Ensemble file whose threshold to set [default: the shipped models].")
+@click.option("--faces", type=click.Path(path_type=Path), required=True,
+              help="The face cache the members were trained on (its validation split is one of the two sets).")
+@click.option("--dev-set", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="A labelled development set (a folder with labels.csv: file,label[,family]) whose REAL files "
+                   "are classified end to end, e.g. ../shared/data/selection_dev. Never a set you report on.")
+@click.option("--max-fpr", type=click.FloatRange(0, 1, max_open=True), default=0.05, show_default=True,
+              help="The false-alarm budget: the share of real videos that may be called FAKE, on each set.")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Where to write the ensemble file (may be the --ensemble file).")
+@click.option("--device", default=None, help="torch device [default: cuda when available].")
+def set_threshold(ensemble_file, faces, dev_set, max_fpr, out, device):
+    """Set an ensemble's threshold to a false-alarm budget: the lowest at which at most MAX_FPR of the real
+    videos are called FAKE, on DFDC validation and on the development set's reals, read together.
+
+    A FAKE verdict accuses someone, so the threshold answers to the reals (the mouth-motion member's flags
+    included) rather than to the equal error rate. Exit status 1 when no threshold meets the budget.
+    """
+    from ensembles.budget import BudgetConfig, set_threshold as run_budget
+    from ensembles.ensemble import DEFAULT_ENSEMBLE
+
+    ensemble, report = run_budget(BudgetConfig(ensemble=Path(ensemble_file) if ensemble_file else DEFAULT_ENSEMBLE,
+                                               faces=faces, dev_set=dev_set, out=out, max_fpr=max_fpr, device=device))
+    click.echo(f"wrote {out}: threshold {ensemble.threshold:.4f} ({ensemble.threshold_rule})")
+    for name, figures in report.items():
+        if isinstance(figures, dict) and figures.get("reals_called_fake"):
+            click.echo(f"  {name}: reals called FAKE: {', '.join(figures['reals_called_fake'])}")
+        if isinstance(figures, dict) and figures.get("reals_very_likely_fake"):
+            click.echo(f"  {name}: reals in 'very likely fake': {', '.join(figures['reals_very_likely_fake'])}")
 
 
 @main.command()

@@ -85,9 +85,11 @@ def classify_set(ensemble: Ensemble, dataset: Path = DATASET, labels: pd.DataFra
     rows = []
     for row, path in zip(labels.itertuples(), paths):
         verdict = verdicts.get(path.resolve())
+        counted = [t.p_nets for t in verdict.tracks if t.counted and t.p_nets is not None] if verdict else []
         rows.append({"file": row.file, "label": row.label, "family": row.family,
                      "verdict": verdict.verdict if verdict else "ERROR",
-                     "p_fake": verdict.p_fake if verdict else None})
+                     "p_fake": verdict.p_fake if verdict else None, "band": verdict.band if verdict else None,
+                     "p_nets": max(counted) if counted else None})
     return pd.DataFrame(rows)
 
 
@@ -120,6 +122,8 @@ def crosssource_report(results: pd.DataFrame, threshold: float) -> dict[str, dic
     report = {family: score_family(fakes[fakes["family"] == family], reals, threshold)
               for family in families_of(results)}
     report["pooled"] = score_family(fakes, reals, threshold)
+    report["pooled"]["reals_very_likely_fake"] = reals.loc[reals["band"] == "very likely fake", "file"].tolist() \
+        if "band" in reals else []
     return report
 
 
@@ -204,6 +208,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"set {args.data}; ensemble {ensemble.source}, threshold {threshold:.4f} ({ensemble.config.threshold_rule})\n")
     print(table(rows, ["family (fakes vs all reals)", "fakes", "reals", "no face", "video ROC-AUC",
                        "TPR at threshold", "FPR at threshold"]))
+    accused = report["pooled"]["reals_very_likely_fake"]
+    print(f"\nreals in 'very likely fake': {len(accused)}" + (f" ({', '.join(accused)})" if accused else ""))
     print("\nwrong at the threshold:")
     for line in report["pooled"]["wrong"]:
         print(f"  {line}")

@@ -21,7 +21,7 @@ import torch
 
 from ensembles.aggregate import Aggregator
 from ensembles.combine import Combiner
-from ensembles.explain import explained, low_confidence_floor, name_tracks
+from ensembles.explain import MOTION_ALONE_BAND, band_range, explained, low_confidence_floor, name_tracks
 from ensembles.motion import MouthMotion, mouth_openings, track_mouth_spread
 from ensembles.tracks import TrackConfig, link_tracks, rule_tracks
 from ensembles.verdict import ERROR, FAKE, NO_FACE, REAL, FaceScore, TrackScore, VideoVerdict, low_evidence_note
@@ -51,6 +51,15 @@ def face_config_from_dict(fields: dict) -> FaceConfig:
     elif sampling.startswith("frames"):
         known["sampling"] = SamplingConfig(every=None, frames=int(sampling[6:]))
     return FaceConfig(**known)
+
+
+def motion_alone(p_nets: float, p_motion: float, threshold: float) -> float:
+    """What the mouth-motion member may make of a track on its own evidence: where the nets call it REAL (below
+    `threshold`), at most the top of MOTION_ALONE_BAND ("likely fake"), never "very likely fake"; where the nets
+    agree it is FAKE, its own p_fake."""
+    if p_nets >= threshold:
+        return p_motion
+    return min(p_motion, round(band_range(MOTION_ALONE_BAND, threshold)[1] - 1e-4, 4))
 
 
 def face_config_to_dict(config: FaceConfig) -> dict:
@@ -280,7 +289,8 @@ class Ensemble:
         "mean") and a warning ('' unless no track passed the rules and the longest one had to decide).
 
         A track's p_fake is its nets' (the aggregated frame scores), or the mouth-motion member's when that
-        is higher (`motion`: per track, (mouth spread, p_fake or None); see `mouth_motion`)."""
+        is higher (`motion`: per track, (mouth spread, p_fake or None); see `mouth_motion`), capped by
+        `motion_alone` where the nets do not call the track fake."""
         ids, positions = np.asarray(track_ids), np.asarray(positions)
         fallback, note = None, ""
         if all(f.excluded is not None for f in facts.values()):
@@ -297,8 +307,9 @@ class Ensemble:
             mask = ids == track
             p_nets = self.config.aggregator(probs[mask])
             spread, p_motion = (motion or {}).get(track, (None, None))
+            p_track = p_nets if p_motion is None else max(p_nets, motion_alone(p_nets, p_motion, self.config.threshold))
             tracks.append(TrackScore(
-                track=int(track), p_fake=round(float(p_nets if p_motion is None else max(p_nets, p_motion)), 4),
+                track=int(track), p_fake=round(float(p_track), 4),
                 p_nets=round(float(p_nets), 4), n_faces=fact.n_faces,
                 first_frame=int(positions[mask].min()), last_frame=int(positions[mask].max()),
                 counted=fact.excluded is None or track == fallback,

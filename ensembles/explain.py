@@ -13,6 +13,9 @@ from pipeline.sampling import SamplingConfig
 # threshold maps to 0, p_fake 1 to +1, p_fake 0 to -1). Near the threshold a verdict is a coin toss in words too.
 BANDS = ((0.6, "very likely fake"), (0.25, "likely fake"), (-0.25, "borderline"), (-0.6, "likely real"))
 LOWEST_BAND = "very likely real"
+# the highest band one member can reach on its own evidence (the mouth-motion member, where the nets call the
+# face REAL): a FAKE verdict accuses someone, so "very likely fake" needs the nets to agree
+MOTION_ALONE_BAND = "likely fake"
 BAND_WORDS = {
     "very likely fake": "well above",
     "likely fake": "above",
@@ -154,9 +157,13 @@ def explanation(verdict: VideoVerdict) -> str:
     decider = next((t for t in verdict.tracks if t.track == verdict.deciding_track), None)
     if decider is not None:
         text += f" Decided by {track_words(decider, verdict.media_type)}."
-        if raised_by_motion(decider):
+        if raised_by_motion(decider) and decider.p_nets < verdict.threshold:
+            text += (f" Only the mouth-motion check calls it fake (the mouth barely moves while someone speaks); the "
+                     f"nets alone give {decider.p_nets:.2f}, below the threshold, so one check alone carries this "
+                     f"verdict and it is held at \"{MOTION_ALONE_BAND}\" at most.")
+        elif raised_by_motion(decider):
             text += (f" Its score comes from the mouth-motion check (the mouth barely moves over the clip); the nets "
-                     f"alone give {decider.p_nets:.2f}.")
+                     f"alone give {decider.p_nets:.2f}, also above the threshold.")
     elif verdict.tracks:
         text += " Decided by the counted persons together."
     left_out = [t for t in verdict.tracks if t.excluded]

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 from tqdm import tqdm
 
+from models.registry import model_class
 from models.selfblend import sample_rng, self_blend
 from pipeline.errors import DataError, UsageError
 
@@ -74,6 +75,13 @@ class Preprocess:
     def from_dict(cls, fields: dict) -> "Preprocess":
         return cls(input_size=int(fields["input_size"]), face_fraction=float(fields["face_fraction"]),
                    mean=tuple(float(v) for v in fields["mean"]), std=tuple(float(v) for v in fields["std"]))
+
+
+def net_preprocess(net: str, input_size: int) -> Preprocess:
+    """The preprocessing the registered net `net` is trained and scored with: its input size and the
+    normalisation it expects (ImageNet statistics for the nets trained here, [-1, 1] for EfficientNet)."""
+    cls = model_class(net)
+    return Preprocess(int(input_size), mean=tuple(cls.input_mean), std=tuple(cls.input_std))
 
 
 def points_to_input(points, crop_box, crop_size: int, preprocess: Preprocess) -> np.ndarray:

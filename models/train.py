@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, RandomSampler, Sampler, WeightedRandomS
 from tqdm import tqdm
 
 from models.checkpoint import Checkpoint, load_checkpoint, make_checkpoint, save_checkpoint
-from models.data import (CLASSES, FAKE_SOURCES, FaceDataset, PairedShuffle, Preprocess, build_augment,
+from models.data import (CLASSES, FAKE_SOURCES, FaceDataset, PairedShuffle, Preprocess, build_augment, net_preprocess,
                          has_outline, labelled_faces, labels_of, landmarks_of, load_crops, outlines_of,
                          parse_augment, picture_boxes_of)
 from models.distributed import DistributedShuffle, World, process_device, process_group, sync_buffers
@@ -255,9 +255,11 @@ def train_processes(config: TrainConfig, world: World, device: torch.device, pro
     config = replace(config, run_dir=world.broadcast(config.run_dir))  # rank 0's (a default name holds the time)
     seed_everything(config.seed)  # the initial weights
     model = create_model(config.net, **config.net_kwargs).to(device, memory_format=torch.channels_last)
-    preprocess = Preprocess(model.input_size)
+    preprocess = net_preprocess(model.name, model.input_size)
     if start is not None:
         model.load_state_dict(start.state["model"])
+    elif not resumed:
+        model.start_weights()
     parts = {name: np.flatnonzero(rows["split"].to_numpy() == name) for name in SPLITS}
     landmarks = pictures = outlines = None
     if config.fakes != "dataset":  # the REAL faces of train and val are self-blended
@@ -428,7 +430,7 @@ def starting_checkpoint(config: TrainConfig, rows: pd.DataFrame) -> Checkpoint:
     if config.net_kwargs and create_model(start.net, **config.net_kwargs).net_kwargs != start.net_kwargs:
         raise UsageError(f"--net-kwargs {json.dumps(config.net_kwargs)} differ from {config.init_from}'s net "
                          f"({json.dumps(start.net_kwargs)}); leave --net-kwargs out to fine-tune that net")
-    if start.preprocess != Preprocess(start.state["input_size"]):
+    if start.preprocess != net_preprocess(start.net, start.state["input_size"]):
         raise DataError(f"{config.init_from}: its preprocessing {start.preprocess.to_dict()} is not the one train "
                         "uses; it cannot be fine-tuned here")
     trained_on = set(start.state.get("split", {}).get("train", []))

