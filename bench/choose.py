@@ -34,11 +34,13 @@ from pipeline.cache import load_manifest
 FPR_BUDGET = 0.05
 
 
-def video_table(cache: Path, labels_csv: Path) -> tuple[pd.DataFrame, Path]:
-    """One row per crop of the cache (`crop_file` absolute), with the labels file's `file`, `label`, `family` and `group` of its video."""
+def video_table(cache: Path, labels_csv: Path, root: Path | None = None) -> tuple[pd.DataFrame, Path]:
+    """One row per crop of the cache (`crop_file` absolute), with the labels file's `file`, `label`, `family` and
+    `group` of its video (`file` relative to `root`, by default the labels file's folder)."""
     manifest, cache_dir = load_manifest(cache)
     labels = pd.read_csv(labels_csv, dtype=str, keep_default_na=False)
-    labels["source_path"] = [str((labels_csv.parent / file).resolve()) for file in labels["file"]]
+    root = labels_csv.parent if root is None else root
+    labels["source_path"] = [str((root / file).resolve()) for file in labels["file"]]
     manifest["source_path"] = [str(Path(path).resolve()) for path in manifest["source_path"]]
     rows = manifest.merge(labels[["source_path", "file", "label", "family", "group"]].rename(
         columns={"label": "true_label", "group": "identity"}), on="source_path", how="inner")
@@ -82,12 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("checkpoints", nargs="+", type=Path)
     parser.add_argument("--faces", type=Path, required=True, help="an extracted cache of the labelled set")
     parser.add_argument("--labels", type=Path, required=True, help="the set's labels.csv (file,label,family,group)")
+    parser.add_argument("--root", type=Path, default=None, help="the folder the labels' file names are relative to "
+                        "[default: the labels file's folder]")
     parser.add_argument("--tta", choices=["none", "flip"], default="flip")
     parser.add_argument("--csv", type=Path, default=None, help="write every video's score per candidate here")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
 
-    rows, _ = video_table(args.faces, args.labels)
+    rows, _ = video_table(args.faces, args.labels, args.root)
     for path in args.checkpoints:
         rows[str(path)] = crop_scores(path, rows, args.tta)
     columns = [str(path) for path in args.checkpoints]

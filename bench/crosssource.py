@@ -40,6 +40,8 @@ from ensembles.classify import classify_paths
 from ensembles.ensemble import Ensemble
 from models.metrics import auc_difference_interval, auc_interval, format_interval, rate_interval
 from pipeline.cache import write_atomic
+from pipeline.errors import DataError, UsageError
+from pipeline.labels import read_labelled_set
 
 DATASET = SHARED / "crosssource_dev"
 FAMILIES = ("face swap", "lip-sync", "talking head")
@@ -47,26 +49,15 @@ NO_FAMILY = "all"  # the family of every fake in a set whose labels name none
 
 
 def read_labels(dataset: Path) -> pd.DataFrame:
-    """The set's labels.csv (file, label, family), checked: every file present, every label REAL or FAKE."""
-    path = dataset / "labels.csv"
-    if not path.is_file():
-        raise SystemExit(f"{path} not found: a labelled set needs a labels.csv (file,label[,family])")
-    labels = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing_columns = {"file", "label"} - set(labels.columns)
-    if missing_columns:
-        raise SystemExit(f"{path}: no {' or '.join(sorted(missing_columns))} column (it has: {', '.join(labels.columns)})")
-    labels["label"] = labels["label"].str.strip().str.upper()
-    bad = labels[~labels["label"].isin(["REAL", "FAKE"])]
-    if len(bad):
-        raise SystemExit(f"{path}: label must be REAL or FAKE, got {bad['label'].iloc[0]!r} for {bad['file'].iloc[0]}")
-    absent = [name for name in labels["file"] if not (dataset / name).is_file()]
-    if absent:
-        raise SystemExit(f"{dataset}: {len(absent)} labelled file(s) not found, e.g. {absent[0]}")
-    if "family" not in labels.columns:
-        labels["family"] = NO_FAMILY
+    """The set's labels.csv (file, label, family), checked: every file present, every label REAL or FAKE, both
+    present; a missing family is NO_FAMILY."""
+    try:
+        labels = read_labelled_set(dataset)
+    except (DataError, UsageError) as exc:
+        raise SystemExit(str(exc)) from None
     labels["family"] = labels["family"].where(labels["family"].str.strip() != "", NO_FAMILY)
     if labels["label"].nunique() < 2:
-        raise SystemExit(f"{path}: needs REAL and FAKE files, has only {labels['label'].iloc[0]}")
+        raise SystemExit(f"{dataset / 'labels.csv'}: needs REAL and FAKE files, has only {labels['label'].iloc[0]}")
     return labels[["file", "label", "family"]]
 
 

@@ -30,6 +30,7 @@ from models.data import labelled_faces, labels_of, load_crops
 from models.metrics import video_scores
 from pipeline.cache import load_manifest
 from pipeline.errors import DataError, UsageError
+from pipeline.labels import read_labelled_set
 
 log = logging.getLogger(__name__)
 
@@ -51,24 +52,10 @@ class BudgetConfig:
 
 
 def read_dev_labels(dev_set: Path) -> pd.DataFrame:
-    """The set's labels.csv (file, label, family), every file present, every label REAL or FAKE."""
-    path = Path(dev_set) / "labels.csv"
-    if not path.is_file():
-        raise UsageError(f"{path} not found: the development set needs a labels.csv with file and label columns")
-    labels = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if not {"file", "label"} <= set(labels.columns):
-        raise DataError(f"{path}: needs file and label columns, has {', '.join(labels.columns)}")
-    labels["label"] = labels["label"].str.strip().str.upper()
-    bad = labels[~labels["label"].isin(["REAL", "FAKE"])]
-    if len(bad):
-        raise DataError(f"{path}: label must be REAL or FAKE, got {bad['label'].iloc[0]!r} for {bad['file'].iloc[0]}")
-    absent = [name for name in labels["file"] if not (Path(dev_set) / name).is_file()]
-    if absent:
-        raise DataError(f"{path}: {len(absent)} labelled file(s) not found, e.g. {absent[0]}")
+    """The set's labels.csv (file, label, family; pipeline.labels.read_labelled_set), with at least one REAL."""
+    labels = read_labelled_set(dev_set)
     if (labels["label"] == "REAL").sum() == 0:
-        raise DataError(f"{path}: no REAL file, so it cannot measure false alarms")
-    if "family" not in labels.columns:
-        labels["family"] = ""
+        raise DataError(f"{Path(dev_set) / 'labels.csv'}: no REAL file, so it cannot measure false alarms")
     return labels
 
 

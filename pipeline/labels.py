@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.errors import UsageError
+from pipeline.errors import DataError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -118,3 +118,27 @@ class LabelResolver:
             if folder in ("real", "fake"):
                 return LabelInfo(_LABEL_WORDS[folder], path.name, "folder")
         return LabelInfo(UNKNOWN, path.name, "none")
+
+
+def read_labelled_set(dataset: str | Path) -> pd.DataFrame:
+    """A labelled evaluation set: `dataset/labels.csv` with `file` (relative to `dataset`), `label` (REAL or FAKE,
+    any case) and optionally `family` ('' where absent) columns, checked: every label valid, every file present.
+    UsageError when there is no labels.csv, DataError when it is malformed."""
+    dataset = Path(dataset)
+    path = dataset / "labels.csv"
+    if not path.is_file():
+        raise UsageError(f"{path} not found: a labelled set needs a labels.csv (file,label[,family])")
+    labels = read_user_table(path, "labelled set", error=DataError)
+    missing_columns = {"file", "label"} - set(labels.columns)
+    if missing_columns:
+        raise DataError(f"{path}: no {' or '.join(sorted(missing_columns))} column (it has: {', '.join(labels.columns)})")
+    labels["label"] = labels["label"].str.strip().str.upper()
+    bad = labels[~labels["label"].isin([REAL, FAKE])]
+    if len(bad):
+        raise DataError(f"{path}: label must be REAL or FAKE, got {bad['label'].iloc[0]!r} for {bad['file'].iloc[0]}")
+    absent = [name for name in labels["file"] if not (dataset / name).is_file()]
+    if absent:
+        raise DataError(f"{dataset}: {len(absent)} labelled file(s) not found, e.g. {absent[0]}")
+    if "family" not in labels.columns:
+        labels["family"] = ""
+    return labels

@@ -175,3 +175,35 @@ def test_members_may_differ_in_training_groups_but_not_in_what_they_are_judged_o
         shared_split([base, member(["a"], val=("v1",))], ["base.pt", "other.pt"])
     with pytest.raises(UsageError, match="leaky.pt trained on 1 validation or test group"):
         shared_split([base, member(["a", "t1"])], ["base.pt", "leaky.pt"])
+
+
+def test_set_threshold_keeps_the_dev_sets_reals_within_the_budget(members, cache, tmp_path, face_clip, astronaut):
+    """set-threshold end to end: validation faces and a labelled folder's files classified as classify-video does;
+    with a budget of 0 no real of either set is called FAKE at the threshold written, and the file says why."""
+    from ensembles.budget import read_dev_labels
+    from ensembles.classify import classify_paths
+    from ensembles.ensemble import Ensemble
+
+    assert build(members, cache, tmp_path / "nets" / "ensemble.json").exit_code == 0
+    dev = tmp_path / "dev"
+    (dev / "real").mkdir(parents=True)
+    (dev / "fake").mkdir()
+    (dev / "real" / "clip.mp4").write_bytes(face_clip.read_bytes())
+    cv2.imwrite(str(dev / "real" / "photo.jpg"), astronaut)
+    cv2.imwrite(str(dev / "fake" / "photo.jpg"), cv2.GaussianBlur(astronaut, (0, 0), 3))
+    (dev / "labels.csv").write_text("file,label\nreal/clip.mp4,REAL\nreal/photo.jpg,REAL\nfake/photo.jpg,FAKE\n")
+    out = tmp_path / "elsewhere" / "ensemble.json"
+    result = cli("set-threshold", "--ensemble", tmp_path / "nets" / "ensemble.json", "--faces", cache,
+                 "--dev-set", dev, "--max-fpr", 0, "--out", out, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    written = json.loads(out.read_text())
+    budget = written["metrics"]["false_alarm_budget"]
+    assert budget["max_fpr"] == 0 and budget["dfdc_validation"]["fpr"] == 0 and budget["dev"]["fpr"] == 0
+    assert budget["dev"]["n_real"] == 2 and budget["dev"]["reals_called_fake"] == []
+    assert written["threshold_rule"].startswith("lowest threshold with at most 0% of reals called FAKE")
+    ensemble = Ensemble.load(out, device="cpu")  # the members found from the new file's folder
+    labels = read_dev_labels(dev)
+    verdicts = list(classify_paths([dev / f for f in labels["file"][labels["label"] == "REAL"]], ensemble))
+    assert [v.verdict for v in verdicts] == ["REAL", "REAL"]
+    missing = cli("set-threshold", "--faces", cache, "--dev-set", tmp_path, "--out", out)
+    assert missing.exit_code == 2 and "labels.csv not found" in missing.output

@@ -53,6 +53,7 @@ def test_bad_net_arguments_are_a_usage_error():
 def test_forward_and_backward_at_the_input_size(name):
     torch.manual_seed(0)
     model = create_model(name)
+    model.start_weights()  # as training starts it (ImageNet weights for the pretrained net, else unchanged)
     size = model.input_size
     assert size == model_class(name).default_input_size
     images = torch.randn(6, 3, size, size)
