@@ -27,7 +27,7 @@ from ensembles.explain import confidence_band
 from ensembles.verdict import TrackScore, VideoVerdict
 from models.checkpoint import load_checkpoint
 from models.data import labelled_faces, labels_of, load_crops
-from models.metrics import video_scores
+from models.metrics import binary_metrics, video_scores
 from pipeline.cache import load_manifest
 from pipeline.errors import DataError, UsageError
 from pipeline.labels import read_labelled_set
@@ -107,21 +107,27 @@ def false_alarms(reals: list[VideoVerdict], threshold: float, ensemble: Ensemble
     return len(flagged) / max(1, len(reals)), flagged
 
 
-def validation_scores(ensemble_path: Path, ensemble: Ensemble, faces: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Video p_fake of the members' DFDC validation faces, combined as the ensemble combines them, and labels."""
+def held_out_scores(ensemble_path: Path, ensemble: Ensemble, faces: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per split ("val", and "test" where the cache holds it): the video p_fake of the members' held-out DFDC
+    faces, combined as the ensemble combines them, and their labels (1 FAKE)."""
     paths = [ensemble_path.parent / member for member in ensemble.config.members]
     checkpoints = [load_checkpoint(path) for path in paths]
     split = shared_split(checkpoints, paths)
     manifest, cache_dir = load_manifest(faces)
-    rows, _ = labelled_faces(manifest, str(cache_dir / "manifest.csv"))
-    rows = rows[rows["group"].astype(str).isin(set(map(str, split["val"])))]
-    if rows.empty:
+    faces_all, _ = labelled_faces(manifest, str(cache_dir / "manifest.csv"))
+    out = {}
+    for name in ("val", "test"):
+        rows = faces_all[faces_all["group"].astype(str).isin(set(map(str, split[name])))]
+        if rows.empty:
+            continue
+        files = rows["crop_file"].tolist()
+        probs = score_members(checkpoints, lambda p, f=files: load_crops(f, p, os.cpu_count() or 1), ensemble.device,
+                              tta=ensemble.config.tta)
+        videos = video_scores(rows["video_id"].to_numpy(), labels_of(rows), ensemble.config.combiner(probs))
+        out[name] = (videos["p_fake"].to_numpy(), videos["label"].to_numpy())
+    if "val" not in out:
         raise DataError(f"{cache_dir}: no face of the members' validation groups (is this their training cache?)")
-    threads = os.cpu_count() or 1
-    files = rows["crop_file"].tolist()
-    probs = score_members(checkpoints, lambda p: load_crops(files, p, threads), ensemble.device, tta=ensemble.config.tta)
-    videos = video_scores(rows["video_id"].to_numpy(), labels_of(rows), ensemble.config.combiner(probs))
-    return videos["p_fake"].to_numpy(), videos["label"].to_numpy()
+    return out
 
 
 def set_threshold(config: BudgetConfig) -> tuple[EnsembleConfig, dict]:
@@ -129,7 +135,8 @@ def set_threshold(config: BudgetConfig) -> tuple[EnsembleConfig, dict]:
     returns it and a report (rates on both sets, the files flagged, reals in "very likely fake")."""
     ensemble = Ensemble.load(config.ensemble, device=config.device, torch_threads=None)
     labels = read_dev_labels(config.dev_set)
-    val_scores, val_labels = validation_scores(Path(config.ensemble), ensemble, config.faces)
+    held_out = held_out_scores(Path(config.ensemble), ensemble, config.faces)
+    val_scores, val_labels = held_out["val"]
     paths = [Path(config.dev_set) / name for name in labels["file"]]
     by_path = {Path(v.path).resolve(): v for v in classify_paths(paths, ensemble)}
     verdicts = [by_path[path.resolve()] for path in paths]
@@ -164,8 +171,10 @@ def set_threshold(config: BudgetConfig) -> tuple[EnsembleConfig, dict]:
     out = Path(config.out)
     members = tuple(os.path.relpath((Path(config.ensemble).parent / m).resolve(), out.resolve().parent)
                     for m in ensemble.config.members)  # relative to the file written
-    updated = replace(ensemble.config, members=members, threshold=threshold, threshold_rule=rule,
-                      metrics={**ensemble.config.metrics, "false_alarm_budget": report})
+    metrics = {**ensemble.config.metrics, "false_alarm_budget": report}
+    if "test" in held_out:  # what the page quotes ("right N% of the time") holds at the new threshold
+        metrics["test_at_threshold"] = binary_metrics(held_out["test"][1], held_out["test"][0], threshold=threshold)
+    updated = replace(ensemble.config, members=members, threshold=threshold, threshold_rule=rule, metrics=metrics)
     out.parent.mkdir(parents=True, exist_ok=True)
     updated.save(out)
     return updated, report

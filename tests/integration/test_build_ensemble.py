@@ -201,6 +201,7 @@ def test_set_threshold_keeps_the_dev_sets_reals_within_the_budget(members, cache
     assert budget["max_fpr"] == 0 and budget["dfdc_validation"]["fpr"] == 0 and budget["dev"]["fpr"] == 0
     assert budget["dev"]["n_real"] == 2 and budget["dev"]["reals_called_fake"] == []
     assert written["threshold_rule"].startswith("lowest threshold with at most 0% of reals called FAKE")
+    assert written["metrics"]["test_at_threshold"]["threshold"] == written["threshold"]  # re-measured there
     ensemble = Ensemble.load(out, device="cpu")  # the members found from the new file's folder
     labels = read_dev_labels(dev)
     verdicts = list(classify_paths([dev / f for f in labels["file"][labels["label"] == "REAL"]], ensemble))
