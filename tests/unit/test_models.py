@@ -311,13 +311,20 @@ WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "weights"
 SHIPPED = sorted(path.name for path in WEIGHTS.glob("*.pt"))  # lenet.pt, minivgg.pt, resnet18.pt
 
 
-def test_every_net_ships_and_both_ensembles_use_shipped_weights():
-    """Each net family ships trained weights; the default ensemble uses some of them (since 2026-11-23 MiniVGG
-    and ResNet-18: LeNet's non-negative stack weight came out 0), and the nets-only file the same ones."""
+def test_every_net_ships_and_every_ensemble_uses_shipped_weights():
+    """Each net family ships trained weights (since 2026-12-07 the ImageNet-pretrained EfficientNet too); the
+    default ensemble, its nets-only twin and the EfficientNet alternative use only shipped files, and each says
+    its threshold was set by the false-alarm budget (issue 27)."""
     assert sorted(load_checkpoint(WEIGHTS / member).net for member in SHIPPED) == sorted(model_names())
-    members = json.loads((WEIGHTS / "ensemble.json").read_text())["members"]
-    assert members and set(members) <= set(SHIPPED)  # no member without shipped weights
-    assert json.loads((WEIGHTS / "ensemble_nets.json").read_text())["members"] == members
+    files = {name: json.loads((WEIGHTS / name).read_text())
+             for name in ("ensemble.json", "ensemble_nets.json", "ensemble_efficientnet.json")}
+    for name, ensemble in files.items():
+        assert ensemble["members"] and set(ensemble["members"]) <= set(SHIPPED), name
+        assert ensemble["metrics"]["false_alarm_budget"]["max_fpr"] == 0.05, name
+        assert ensemble["threshold_rule"].startswith("lowest threshold with at most 5% of reals called FAKE"), name
+    assert files["ensemble_nets.json"]["members"] == files["ensemble.json"]["members"]
+    assert files["ensemble_nets.json"]["mouth_motion"] is None and files["ensemble.json"]["mouth_motion"]
+    assert "efficientnet.pt" in files["ensemble_efficientnet.json"]["members"]
 
 
 @pytest.mark.parametrize("member", SHIPPED)
