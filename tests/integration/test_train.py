@@ -278,7 +278,7 @@ def test_bad_manifests_fail_clearly_and_write_nothing(how, astronaut_faces, tmp_
 def test_unknown_net_lists_the_known_ones(astronaut_faces, tmp_path):
     result = cli("train", "--net", "alexnet", "--faces", astronaut_faces, "--out", tmp_path / "run")
     assert result.exit_code == 2
-    assert "unknown net 'alexnet'; choose one of: lenet, minivgg, resnet" in result.output
+    assert "unknown net 'alexnet'; choose one of: efficientnet, lenet, minivgg, resnet" in result.output
     assert not (tmp_path / "run").exists()
 
 
