@@ -1,11 +1,11 @@
 """Score candidate nets on a labelled, extracted face cache, per family: the quick way to choose between them.
 
-    .venv/bin/python -m bench.choose --faces data/faces-sel/mtcnn-0463e6a4ab \
-        --labels ../shared/data/selection_dev/labels.csv CHECKPOINT [CHECKPOINT ...] [--csv scores.csv]
+    .venv/bin/python -m bench.choose --data ../shared/data/selection_dev CHECKPOINT [CHECKPOINT ...] [--csv scores.csv]
 
-End-to-end classification (`bench.crosssource`) detects faces anew for every candidate; this scores the crops
-that `extract` cached once (the same detector and crop geometry as classification), so trying ten
-checkpoints costs ten forward passes over a few thousand crops. A video's score is the mean p_fake of its
+End-to-end classification (`bench.crosssource`) detects faces anew for every candidate; this crops the set's
+faces once (the same detector, sampling and crop geometry as classification) into a scoring cache of its own
+under `runs/choose/` (never `data/faces`: nothing trains on it), reused by later runs, so trying ten checkpoints
+costs ten forward passes over a few thousand crops. A video's score is the mean p_fake of its
 crops (flip-averaged, as the ensembles score). Per candidate it prints the pooled ROC-AUC and the ROC-AUC of
 each family's fakes against all the reals, the DFDC validation ROC-AUC stored in the checkpoint, and how many
 fakes score above the highest-scoring 5% of the reals (TPR at FPR 5% on this set). `--csv` keeps every
@@ -30,8 +30,22 @@ from models.data import load_crops
 from models.metrics import auc_interval, format_interval
 from models.nets import fake_logits
 from pipeline.cache import load_manifest
+from pipeline.extract import ExtractConfig, extract
 
 FPR_BUDGET = 0.05
+SCORING_CACHES = Path("runs/choose")
+
+
+def scoring_cache(data: Path, labels_csv: Path, cache_root: Path = SCORING_CACHES) -> Path:
+    """The labelled set's faces, cropped as classify-video crops them, in a cache of their own under
+    `cache_root` (kept: a later run reuses it). For scoring only; never a training cache."""
+    labels = pd.read_csv(labels_csv, dtype=str, keep_default_na=False)
+    summary = extract([data / name for name in labels["file"]],
+                      ExtractConfig(out_dir=cache_root / data.resolve().name, labels_csv=labels_csv, workers=1),
+                      progress=False)
+    if summary.failed:
+        raise SystemExit(f"{data}: {summary.failed} file(s) could not be read: {summary.failures[:3]}")
+    return summary.cache_dir
 
 
 def video_table(cache: Path, labels_csv: Path, root: Path | None = None) -> tuple[pd.DataFrame, Path]:
@@ -82,16 +96,19 @@ def summary(videos: pd.DataFrame, column: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoints", nargs="+", type=Path)
-    parser.add_argument("--faces", type=Path, required=True, help="an extracted cache of the labelled set")
-    parser.add_argument("--labels", type=Path, required=True, help="the set's labels.csv (file,label,family,group)")
-    parser.add_argument("--root", type=Path, default=None, help="the folder the labels' file names are relative to "
-                        "[default: the labels file's folder]")
+    parser.add_argument("--data", type=Path, required=True, help="the labelled set's folder")
+    parser.add_argument("--labels", type=Path, default=None,
+                        help="its labels (file,label,family,group; files relative to --data) [default: DATA/labels.csv]")
+    parser.add_argument("--cache-dir", type=Path, default=SCORING_CACHES,
+                        help=f"where the set's scoring cache is kept [default: {SCORING_CACHES}]")
     parser.add_argument("--tta", choices=["none", "flip"], default="flip")
     parser.add_argument("--csv", type=Path, default=None, help="write every video's score per candidate here")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
 
-    rows, _ = video_table(args.faces, args.labels, args.root)
+    labels = args.labels or args.data / "labels.csv"
+    cache = scoring_cache(args.data, labels, args.cache_dir)
+    rows, _ = video_table(cache, labels, args.data)
     for path in args.checkpoints:
         rows[str(path)] = crop_scores(path, rows, args.tta)
     columns = [str(path) for path in args.checkpoints]
@@ -106,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                       *[f"{result.get(family, float('nan')):.3f}" for family in families],
                       f"{result['tpr_at_5']:.2f}"])
     n_real, n_fake = int((videos["true_label"] == "REAL").sum()), int((videos["true_label"] == "FAKE").sum())
-    print(f"{args.faces}: {n_real} real and {n_fake} fake files with a face; video score = mean crop p_fake "
+    print(f"{args.data}: {n_real} real and {n_fake} fake files with a face; video score = mean crop p_fake "
           f"(tta {args.tta})")
     print(table(lines, ["checkpoint", "DFDC val AUC", "pooled AUC (95% CI)", *families, "TPR at FPR 5%"]))
     if args.csv:
