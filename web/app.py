@@ -2,7 +2,8 @@
 `GET /api/v1/limits` (what the page says before an upload) and `GET /model-card` (the loaded models' card).
 
 Models are loaded once, at start-up. Uploads are streamed to server-named temporary files that are removed
-after each request, errors included; at most `max_uploads` are received at once, and one that stalls or
+after each request, errors included, in a folder of the server's own that goes at shutdown (and that the
+next server sweeps away if this one was killed: `web.upload.UploadFolder`); at most `max_uploads` are received at once, and one that stalls or
 crawls gets 408. Only a complete upload asks for an inference slot: inference runs in a bounded pool of
 threads, and when every slot (running plus queued) is taken, requests get 503 with Retry-After instead of
 piling up.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import errno
 import logging
 import socket
@@ -33,7 +35,7 @@ from ensembles.verdict import VideoVerdict
 from pipeline.errors import MediaError, UsageError
 from pipeline.faces import FaceExtractor
 from pipeline.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, MediaReader
-from web.upload import UploadError, UploadLimits, receive_upload
+from web.upload import UploadError, UploadFolder, UploadLimits, receive_upload
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ class ServerConfig:
     max_upload_mb: int = 200
     workers: int = 1  # inference threads
     queue_size: int = 4  # complete uploads that may wait for a worker before 503
-    tmp_dir: Path | None = None  # default: a fresh directory under the system temp dir
+    tmp_dir: Path | None = None  # where the server's own upload folder is made [default: the system temp dir]
     retry_after_seconds: int = 10
     max_uploads: int = 16  # uploads being received at once; beyond that the server answers 503
     upload_idle_seconds: float = 30.0  # an upload that sends nothing for this long gets 408
@@ -145,14 +147,23 @@ def limits_of(ensemble: Ensemble, config: ServerConfig) -> dict:
 
 
 def create_app(ensemble: Ensemble, config: ServerConfig = ServerConfig()) -> FastAPI:
-    app = FastAPI(title="deepfake-detector", version="0.1.0",
+    folder = UploadFolder(config.tmp_dir)  # sweeps the folders of servers killed before they could remove theirs
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        try:
+            yield
+        finally:
+            folder.close()
+
+    app = FastAPI(title="deepfake-detector", version="0.1.0", lifespan=lifespan,
                   description="Classify videos and images as REAL or FAKE with an ensemble of face classifiers.")
-    tmp_dir = Path(config.tmp_dir) if config.tmp_dir else Path(tempfile.mkdtemp(prefix="deepfake-uploads-"))
-    tmp_dir.mkdir(parents=True, exist_ok=True)
+    tmp_dir = folder.path
     pool = InferencePool(ensemble, config.workers, config.queue_size)
     uploads = Slots(config.max_uploads)
     limits = config.upload_limits()
     app.state.pool, app.state.uploads, app.state.tmp_dir, app.state.config = pool, uploads, tmp_dir, config
+    app.state.upload_folder = folder
     busy_headers = {"Retry-After": str(config.retry_after_seconds)}
 
     @app.exception_handler(StarletteHTTPException)

@@ -3,14 +3,20 @@
 The client's filename is only ever used for display; it never becomes a path. An upload is refused with
 413 past its size limit and with 408 when it stalls (nothing arrives for `idle_seconds`) or, once its grace
 period is over, when its average rate falls below `min_bytes_per_second`; the partial file is removed.
+
+Uploads live in one `UploadFolder` per server, which the server holds locked while it runs and removes when
+it stops; a server killed outright (SIGKILL, power loss) cannot remove it, so every server sweeps the unlocked
+folders of dead ones when it starts.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import shutil
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator
@@ -24,6 +30,75 @@ log = logging.getLogger(__name__)
 # python-multipart allows 4 KiB per part header by default: a filename of a few thousand characters (the
 # display name keeps 200 of them) would fail as a "malformed" body. The headers stay bounded all the same.
 MAX_PART_HEADER_BYTES = 64 * 1024
+
+
+UPLOAD_FOLDER_PREFIX = "deepfake-uploads-"
+OWNER_LOCK = ".owner.lock"  # held (flock) by the live server that owns the folder
+UNLOCKED_GRACE_SECONDS = 60.0  # a folder without a lock file this old is a dead server's (or an older version's)
+
+
+class UploadFolder:
+    """A server's own folder for uploads under `parent` (default: the system temp dir), locked while it lives.
+
+    Made at start-up after sweeping the folders of servers that died without removing theirs; removed by
+    `close()` (at shutdown), or at interpreter exit at the latest.
+    """
+
+    def __init__(self, parent: Path | None = None):
+        parent = Path(parent) if parent is not None else Path(tempfile.gettempdir())
+        parent.mkdir(parents=True, exist_ok=True)
+        self.swept = sweep_dead_upload_folders(parent)
+        self.path = Path(tempfile.mkdtemp(prefix=UPLOAD_FOLDER_PREFIX, dir=parent))
+        self._lock = open(self.path / OWNER_LOCK, "w")
+        _try_lock(self._lock)
+        self._finalizer = weakref.finalize(self, _remove, self.path, self._lock)
+
+    def close(self) -> None:
+        """Remove the folder and everything in it."""
+        self._finalizer()
+
+
+def _remove(path: Path, lock) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    lock.close()
+
+
+def _try_lock(handle) -> bool:
+    """Take an exclusive lock on the open file without waiting: False when another process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system: no locks, so no sweeping of folders that may be alive
+        return False
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+
+
+def sweep_dead_upload_folders(parent: Path) -> list[Path]:
+    """Remove the upload folders under `parent` that no live server holds; return them. A folder whose owner
+    lock is free belongs to a server that died; one with no lock file at all, to a server that died while
+    making it (or an older version), once it is a minute old. Other users' folders are left alone."""
+    removed = []
+    for folder in parent.glob(UPLOAD_FOLDER_PREFIX + "*"):
+        try:
+            if not folder.is_dir() or folder.is_symlink():
+                continue
+            lock_file = folder / OWNER_LOCK
+            if lock_file.exists():
+                with open(lock_file) as handle:
+                    if not _try_lock(handle):
+                        continue  # a live server's
+            elif time.time() - folder.stat().st_mtime < UNLOCKED_GRACE_SECONDS:
+                continue
+            shutil.rmtree(folder)
+        except OSError as exc:  # someone else's, or gone meanwhile
+            log.debug("left %s: %s", folder, exc)
+            continue
+        removed.append(folder)
+        log.info("removed %s, left by a server that stopped without removing it", folder)
+    return removed
 
 
 @dataclass(frozen=True)

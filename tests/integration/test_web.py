@@ -26,6 +26,7 @@ from pipeline.errors import MediaError
 from pipeline.faces import FaceExtractor
 from tests.conftest import ROOT, shared_data, write_video
 from web.app import ServerConfig, create_app, listen
+from web.upload import OWNER_LOCK, UPLOAD_FOLDER_PREFIX
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -42,6 +43,12 @@ def server(ensemble, tmp_path):
     app = create_app(ensemble, ServerConfig(max_upload_mb=2, tmp_dir=uploads))
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client, uploads
+
+
+def left_in(uploads: Path) -> list[Path]:
+    """What is under a server's --upload-dir besides its own (locked) upload folder: uploads, reports."""
+    return [p for p in uploads.rglob("*") if p.name != OWNER_LOCK
+            and not (p.parent == uploads and p.is_dir() and p.name.startswith(UPLOAD_FOLDER_PREFIX))]
 
 
 def post(client, path: Path, filename: str | None = None, content_type: str = "video/mp4", **params):
@@ -67,7 +74,7 @@ def test_classify_returns_the_cli_json(server, face_clip):
     assert body["path"] == body["file_name"] == "astronaut.mp4" and body["verdict"] in ("REAL", "FAKE")
     assert body["n_faces"] == 3 and body["band"] and body["explanation"] and "report_png" not in body
     assert len(body["thumbnails"]) == 3 and body["thumbnails"][0].startswith("data:image/jpeg;base64,")
-    assert list(uploads.iterdir()) == []
+    assert left_in(uploads) == []
 
 
 def test_report_flag_returns_the_report_png_and_keeps_no_file(server, face_clip):
@@ -77,7 +84,7 @@ def test_report_flag_returns_the_report_png_and_keeps_no_file(server, face_clip)
     assert body["report_png"].startswith("data:image/png;base64,")
     png = cv2.imdecode(np.frombuffer(base64.b64decode(body["report_png"].split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
     assert png is not None and png.shape[1] >= 800
-    assert list(uploads.iterdir()) == []  # neither the upload nor the report's temporary folder is left
+    assert left_in(uploads) == []  # neither the upload nor the report's temporary folder is left
 
 
 def test_limits_and_model_card(server, tmp_path):
@@ -116,7 +123,7 @@ def test_oversize_upload_is_413_and_leaves_nothing(server, tmp_path):
     big.write_bytes(os.urandom(3 * 2**20))
     response = post(client, big)
     assert response.status_code == 413 and "limit" in response.json()["error"]["message"]
-    assert list(uploads.iterdir()) == []
+    assert left_in(uploads) == []
 
 
 def test_oversize_without_content_length_is_cut_while_streaming(server):
@@ -132,7 +139,7 @@ def test_oversize_without_content_length_is_cut_while_streaming(server):
     response = client.post("/api/v1/classify", content=body(),
                            headers={"content-type": f"multipart/form-data; boundary={boundary}"})
     assert response.status_code == 413
-    assert list(uploads.iterdir()) == []
+    assert left_in(uploads) == []
 
 
 def test_text_named_mp4_is_415(server, tmp_path):
@@ -142,7 +149,7 @@ def test_text_named_mp4_is_415(server, tmp_path):
     response = post(client, fake)
     assert response.status_code == 415
     assert "not a readable video or image" in response.json()["error"]["message"]
-    assert list(uploads.iterdir()) == []
+    assert left_in(uploads) == []
 
 
 @pytest.mark.parametrize("request_kwargs, status", [
@@ -171,7 +178,7 @@ def test_traversal_shaped_filenames_never_become_paths(server, face_clip, tmp_pa
     assert not [p for p in created if p.name in (name, filename.replace("\\", "/").split("/")[-1])
                 or p.name.startswith("upload-")]
     assert not Path("/tmp/abs.mp4").exists() and not Path("escape.mp4").exists()
-    assert list(uploads.iterdir()) == []
+    assert left_in(uploads) == []
 
 
 def test_full_queue_answers_503_with_retry_after(ensemble, face_clip, tmp_path):
@@ -202,7 +209,7 @@ def test_a_5000_character_filename_is_accepted_and_shortened(server, astronaut, 
     response = post(client, tmp_path / "face.jpg", filename=name, content_type="image/jpeg")
     assert response.status_code == 200, response.text
     assert response.json()["path"] == name[-200:]
-    assert list(uploads.iterdir()) == []
+    assert left_in(uploads) == []
 
 
 def test_an_absurdly_long_part_header_gets_a_specific_400(server, tmp_path):
@@ -211,7 +218,7 @@ def test_an_absurdly_long_part_header_gets_a_specific_400(server, tmp_path):
     response = post(client, tmp_path / "a.jpg", filename="x" * 70_000 + ".jpg", content_type="image/jpeg")
     assert response.status_code == 400
     assert "longer than 64 KiB" in response.json()["error"]["message"]
-    assert list(uploads.iterdir()) == []
+    assert left_in(uploads) == []
 
 
 @pytest.mark.parametrize("failure, shown", [
@@ -234,7 +241,7 @@ def test_internal_exception_text_never_reaches_the_client(server, face_clip, mon
     assert message.startswith("mine.mp4: ") and "upload-" not in message and "Error" not in message
     assert ("no frame could be decoded" in message) == shown
     assert "torch" not in message and "Tensors" not in message
-    assert list(uploads.iterdir()) == []
+    assert left_in(uploads) == []
 
 
 def test_an_unexpected_failure_in_the_server_is_a_plain_500(server, face_clip, monkeypatch):
@@ -247,7 +254,7 @@ def test_an_unexpected_failure_in_the_server_is_a_plain_500(server, face_clip, m
     response = post(client, face_clip)
     assert response.status_code == 500
     assert "secret" not in response.text and "KeyError" not in response.text and "Traceback" not in response.text
-    assert list(uploads.iterdir()) == []
+    assert left_in(uploads) == []
 
 
 def test_dfdc_clip_upload(server):
@@ -371,7 +378,7 @@ def test_slow_uploads_hold_no_inference_slot(ensemble, face_clip, tmp_path):
             for upload in slow:
                 upload.close()  # the clients give up: their partial files must go
         wait_for(lambda: httpx.get(f"{url}/api/v1/health").json()["uploads"] == 0, "the upload slots to free")
-        wait_for(lambda: not any(uploads.iterdir()), "the partial uploads to be removed")
+        wait_for(lambda: not left_in(uploads), "the partial uploads to be removed")
 
 
 def test_a_stalled_upload_gets_408_and_leaves_nothing(ensemble, tmp_path):
@@ -384,7 +391,7 @@ def test_a_stalled_upload_gets_408_and_leaves_nothing(ensemble, tmp_path):
         finally:
             upload.close()
         assert status == 408 and "nothing arrived for 1 s" in body["error"]["message"]
-        assert list(uploads.iterdir()) == []
+        assert left_in(uploads) == []
         assert httpx.get(f"{url}/api/v1/health").json()["uploads"] == 0
 
 
@@ -398,7 +405,7 @@ def test_a_crawling_upload_gets_408_after_its_grace_period(ensemble, tmp_path):
         finally:
             upload.close()
         assert status == 408 and "too slow" in body["error"]["message"] and "4 KB/s" in body["error"]["message"]
-        assert list(uploads.iterdir()) == []
+        assert left_in(uploads) == []
 
 
 # -- `cli.py serve` in a subprocess ------------------------------------------------------------------
@@ -455,7 +462,7 @@ def test_tiny_media_get_no_face_and_the_server_lives_on(served, tmp_path, name, 
     assert response.status_code == 200, response.text
     assert response.json()["verdict"] == "NO_FACE" and response.json()["path"] == name
     assert httpx.get(f"{url}/api/v1/health", timeout=60).json()["status"] == "ok"
-    assert process.poll() is None and list(uploads.iterdir()) == []
+    assert process.poll() is None and left_in(uploads) == []
 
 
 def test_serve_on_a_busy_port_says_so_and_exits_nonzero(small_ensemble, tmp_path):
@@ -470,6 +477,37 @@ def test_serve_on_a_busy_port_says_so_and_exits_nonzero(small_ensemble, tmp_path
     assert f"port {port} on 127.0.0.1 is already in use; choose another with --port" in stderr
     assert "serving on" not in line + process.stdout.read() and "Traceback" not in stderr
 
+
+
+def upload_files(uploads: Path) -> list[Path]:
+    return [p for p in uploads.rglob("upload-*") if p.is_file()]
+
+
+def test_a_killed_servers_upload_is_gone_once_a_server_starts_again(small_ensemble, tmp_path):
+    """SIGKILL mid-upload leaves the partial file (no code runs); the next server sweeps it. A server stopped
+    normally leaves nothing, not even its empty folder."""
+    port = free_port()
+    process, line = start_serve(small_ensemble, tmp_path, port)
+    uploads = tmp_path / "uploads"
+    try:
+        assert line.startswith("serving on"), (tmp_path / "stderr.txt").read_text()[-3000:]
+        upload = RawUpload(f"http://127.0.0.1:{port}", file_size=10 * 2**20).trickle(chunk=64 * 1024, pause=0.05)
+        try:
+            wait_for(lambda: any(p.stat().st_size > 100_000 for p in upload_files(uploads)), "the upload on disk")
+            process.kill()  # SIGKILL: no shutdown code runs
+            process.wait(timeout=60)
+        finally:
+            upload.close()
+        assert upload_files(uploads), "the killed server's partial upload should still be on disk before a restart"
+        port = free_port()
+        process, line = start_serve(small_ensemble, tmp_path, port)
+        assert line.startswith("serving on"), (tmp_path / "stderr.txt").read_text()[-3000:]
+        assert upload_files(uploads) == []
+        assert len(list(uploads.iterdir())) == 1  # the new server's own folder, and no other
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    assert list(uploads.iterdir()) == []  # a normal stop removes the server's folder
 
 # -- a real browser ----------------------------------------------------------------------------
 BANDS = ("very likely fake", "likely fake", "borderline", "likely real", "very likely real")
@@ -582,7 +620,7 @@ def finish(page, screenshot: Path, uploads: Path) -> None:
     """Keep a full-page screenshot to look at, close the page; the server kept nothing of the upload."""
     page.screenshot(path=str(screenshot), full_page=True)
     page.close()
-    assert list(uploads.iterdir()) == []
+    assert left_in(uploads) == []
 
 
 def test_page_shows_a_fake_verdict_and_who_decided(browser, eager_server, face_clip, screenshots):
@@ -661,7 +699,7 @@ def test_page_shows_the_error_of_a_refused_upload(browser, eager_server, tmp_pat
     assert page.inner_text("#error") == "big.mp4 is 8 MB, over this server's 7 MB limit"
     assert page.locator("#submit").is_disabled()
     page.close()
-    assert list(uploads.iterdir()) == []
+    assert left_in(uploads) == []
 
 
 def test_upload_page_in_headless_chromium(browser, live_server, face_clip):
@@ -676,4 +714,4 @@ def test_upload_page_in_headless_chromium(browser, live_server, face_clip):
     assert page.locator("#faces img").count() == 3
     assert page.locator("#timeline svg polyline").count() >= 1
     page.close()
-    assert list(uploads.iterdir()) == []
+    assert left_in(uploads) == []
