@@ -77,7 +77,7 @@ def face_options(command):
         redetect_option(default=2, show_default=True),
         click.option("--device", default=None, help="torch device, e.g. cpu or cuda [default: cuda when available]."),
     ]
-    return with_options(command, options)
+    return with_options(max_megapixels_option(command), options)
 
 
 def cluster_options(command):
@@ -98,6 +98,17 @@ def build_cluster_config(scheduler, dask_workers):
     return ClusterConfig.from_options(scheduler, dask_workers)
 
 
+def max_megapixels_option(command):
+    """--max-megapixels: the decoded size past which an image or video is refused from its header."""
+    from pipeline.media import DEFAULT_MAX_MEGAPIXELS
+
+    return click.option("--max-megapixels", type=click.FloatRange(min=0, min_open=True),
+                        default=DEFAULT_MAX_MEGAPIXELS, show_default=True,
+                        help="Refuse images and videos whose pictures are larger than this many megapixels, read "
+                             "from the file's header before anything is decoded (a small file can decode to "
+                             "gigabytes).")(command)
+
+
 def redetect_option(**kwargs):
     """The --redetect-every option, with the default each command gives it."""
     return click.option("--redetect-every", type=click.IntRange(1, 100), **kwargs,
@@ -113,7 +124,7 @@ def with_options(command, options):
 
 
 def build_face_config(every, frames, detector, min_face_size, min_score, largest_only, margin, crop_size,
-                      detect_size, redetect_every):
+                      detect_size, redetect_every, max_megapixels):
     from pipeline.faces import FaceConfig
     from pipeline.sampling import SamplingConfig
 
@@ -122,7 +133,7 @@ def build_face_config(every, frames, detector, min_face_size, min_score, largest
     sampling = SamplingConfig(every=None, frames=frames) if frames is not None else SamplingConfig(every=every or 10)
     return FaceConfig(detector=detector, sampling=sampling, min_face_size=min_face_size, score_threshold=min_score,
                       largest_only=largest_only, margin=margin, crop_size=crop_size, detect_size=detect_size,
-                      redetect_every=redetect_every)
+                      redetect_every=redetect_every, max_megapixels=max_megapixels)
 
 
 @main.command()
@@ -327,7 +338,7 @@ def classify_options(command):
                      help="Override the ensemble's decision threshold (chosen on validation data)."),
         click.option("--device", default=None, help="torch device [default: cuda when available]."),
     ]
-    return with_options(cluster_options(command), options)
+    return with_options(max_megapixels_option(cluster_options(command)), options)
 
 
 def video_sampling_options(command):
@@ -347,7 +358,7 @@ CLASSIFY_EXIT_STATUS = """Exit status: 0 when every file was classified (REAL, F
 
 
 def run_classification(paths, ensemble_file, as_json, report_dir, threshold, device, images_only, scheduler=None,
-                       dask_workers=None, every=None, frames=None, redetect_every=None):
+                       dask_workers=None, every=None, frames=None, redetect_every=None, max_megapixels=None):
     """Load the ensemble, classify every path, print one line (or JSON object) each as it is ready; exit 1 if
     any failed. On a Dask cluster the workers load the ensemble on `device`; this process only reads it."""
     from ensembles.classify import classify_paths
@@ -363,7 +374,7 @@ def run_classification(paths, ensemble_file, as_json, report_dir, threshold, dev
     failed = 0
     for verdict in classify_paths(list(paths), ensemble, report_dir=report_dir, images_only=images_only,
                                   cluster=cluster, worker_device=device, sampling=sampling,
-                                  redetect_every=redetect_every):
+                                  redetect_every=redetect_every, max_megapixels=max_megapixels):
         report_lost = report_dir is not None and verdict.verdict != "ERROR" and verdict.report is None
         failed += not verdict.complete or report_lost
         click.echo(verdict.to_json() if as_json else verdict.summary_line())
@@ -546,8 +557,10 @@ def set_threshold(ensemble_file, faces, dev_set, max_fpr, out, device):
 @click.option("--ensemble", "ensemble_file", type=click.Path(path_type=Path), default=None,
               help="Ensemble file [default: the shipped models].")
 @click.option("--upload-dir", "tmp_dir", type=click.Path(path_type=Path), default=None,
-              help="Where uploads are held while classified [default: a new temporary directory].")
+              help="Where the server makes its own folder for uploads while they are classified, removed at "
+                   "shutdown (a killed server's is swept by the next one) [default: the system temp directory].")
 @click.option("--device", default=None, help="torch device [default: cuda when available].")
+@max_megapixels_option
 def serve(host, port, ensemble_file, device, **server_options):
     """Serve the upload page and the JSON API (POST /api/v1/classify, GET /api/v1/health, /api/v1/models)."""
     from ensembles.ensemble import Ensemble

@@ -355,7 +355,7 @@ class Ensemble:
         scored: list[Future] = []
         media_type, damage, detect_scale, duration, speech = "", "", 1.0, None, None
         try:
-            with MediaReader(path) as reader:
+            with MediaReader(path, max_pixels=extractor.config.max_pixels) as reader:
                 if expected_type is not None and reader.info.media_type != expected_type:
                     raise MediaError(f"{path}: is a {reader.info.media_type}, not an {expected_type}"
                                      f" (use classify-{reader.info.media_type})")

@@ -138,7 +138,7 @@ def track_rows(path: Path, ensemble, extractor, speech_only: bool = False, openi
     (frame BGR image, Detection) -> float or None measures a face's mouth opening another way than
     `mouth_opening` (bench/mouth_motion.py compares measures)."""
     positions, times, boxes, marks, openings, scale = [], [], [], [], [], 1.0
-    with MediaReader(path) as reader:
+    with MediaReader(path, max_pixels=extractor.config.max_pixels) as reader:
         media_type = reader.info.media_type
         with closing(extractor.faces_in_file(reader)) as found:
             for position, (frame, crops) in enumerate(found):

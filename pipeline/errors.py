@@ -13,5 +13,9 @@ class MediaError(DeepfakeError):
     """One input could not be read or decoded. Batch work reports it and goes on."""
 
 
+class MediaTooLarge(MediaError):
+    """An image or video frame that would decode to more pixels than allowed, refused from its header."""
+
+
 class DataError(DeepfakeError):
     """A manifest, split, checkpoint or other data file is missing, empty or corrupt."""

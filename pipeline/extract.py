@@ -171,7 +171,7 @@ def process_input(job: InputJob, extractor: FaceExtractor, cache_dir: Path, jpeg
     record = _input_record(job)
     faces: list[dict] = []
     try:
-        with MediaReader(job.path) as reader:
+        with MediaReader(job.path, max_pixels=extractor.config.max_pixels) as reader:
             info = reader.info
             record.update(media_type=info.media_type, frame_width=info.width, frame_height=info.height,
                           fps=info.fps, frame_count=info.frame_count)

@@ -16,7 +16,7 @@ import numpy as np
 from pipeline.crops import cut_square, square_crop_box
 from pipeline.detectors import Detection, FaceDetector, create_detector
 from pipeline.errors import UsageError
-from pipeline.media import Frame, MediaReader, prefetch
+from pipeline.media import DEFAULT_MAX_MEGAPIXELS, Frame, MediaReader, prefetch
 from pipeline.sampling import SamplingConfig
 
 
@@ -34,6 +34,7 @@ class FaceConfig:
     detect_size: int = 640  # longer side of the frame copy the detector sees (see bench/extract_speed.py)
     batch_size: int = 8
     image_pad: float = 0.25  # border added around still images before detection, fraction of the longer side
+    max_megapixels: float = DEFAULT_MAX_MEGAPIXELS  # larger images and video frames are refused, never decoded
     redetect_every: int = 2  # full detection on every Nth sampled video frame; in between, faces are re-found
     #                          where they were in the previous sampled frame (1: full detection everywhere)
 
@@ -48,14 +49,21 @@ class FaceConfig:
             raise UsageError(f"--size must lie in [16, 1024], got {self.crop_size}")
         if self.detect_size < 64:
             raise UsageError(f"--detect-size must be at least 64 pixels, got {self.detect_size}")
+        if self.max_megapixels <= 0:
+            raise UsageError(f"--max-megapixels must be positive, got {self.max_megapixels}")
         if not 1 <= self.redetect_every <= 100:
             raise UsageError(f"--redetect-every must lie in [1, 100], got {self.redetect_every}")
+
+    @property
+    def max_pixels(self) -> int:
+        return int(self.max_megapixels * 1e6)
 
     def cache_key_fields(self) -> dict:
         """The fields that change the crops (batch size does not). Fields added after caches existed enter
         only when set away from the behaviour they reproduce when absent, so older caches keep their names."""
         fields = asdict(self)
         fields.pop("batch_size")
+        fields.pop("max_megapixels")
         for name, old_behaviour in FIELDS_ADDED_LATER.items():
             if fields[name] == old_behaviour:
                 fields.pop(name)

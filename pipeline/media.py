@@ -2,6 +2,10 @@
 
 `MediaReader` is a context manager; an image is a one-frame video. The kind of a file is decided
 by decoding it, never by its extension, so an image named `.mp4` is read as an image.
+
+A small file can decode to gigabytes (a 1 MB PNG of 20000x20000 pixels takes 1.2 GB as BGR), so the size
+of an image or of a video's frames is read from the header first and a file over `max_pixels` is refused
+(`MediaTooLarge`) before anything is decoded.
 """
 from __future__ import annotations
 
@@ -14,11 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, TypeVar
 
+# Decoded pixels allowed per image or video frame: 8K video (33 MP) and 50 MP phone photos pass.
+DEFAULT_MAX_MEGAPIXELS = 64.0
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg quiet: failures are reported per file
+# OpenCV's own cap (a gigapixel by default), for the rare image whose size Pillow cannot read from its header
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(int(DEFAULT_MAX_MEGAPIXELS * 1e6)))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pipeline.errors import MediaError
+from pipeline.errors import MediaError, MediaTooLarge
 from pipeline.sampling import SamplingConfig, sample_indices
 
 log = logging.getLogger(__name__)
@@ -138,10 +146,44 @@ def _check_readable(path: Path) -> None:
         raise MediaError(f"{path}: cannot be read ({exc.strerror})") from None
 
 
-def _read_image(path: Path) -> np.ndarray | None:
+def image_header_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) of an image read from its header by Pillow, without decoding its pixels; None when
+    Pillow cannot read it. A size past Pillow's decompression-bomb guard comes back as its pixel count's
+    square root, as square (all that Pillow reports)."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return image.size
+    except Image.DecompressionBombError as exc:
+        import re
+
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        side = int(int(pixels.group(1)) ** 0.5) if pixels else 2**16
+        return side, side
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
+
+
+def check_pixels(path: Path, width: int, height: int, max_pixels: int | None, what: str) -> None:
+    """MediaTooLarge when `width` x `height` is over `max_pixels` (None: no limit)."""
+    if max_pixels is not None and width * height > max_pixels:
+        raise MediaTooLarge(f"{path}: {what} of {width}x{height} pixels ({width * height / 1e6:.0f} megapixels) is "
+                            f"over the limit of {max_pixels / 1e6:g} megapixels; it was not decoded (raise the limit "
+                            "with --max-megapixels for a file you trust)")
+
+
+def _read_image(path: Path, max_pixels: int | None = None) -> np.ndarray | None:
     """Decode `path` as an image (EXIF orientation applied), or None when its content is not an image."""
     if not cv2.haveImageReader(str(path)):  # checks the file's signature, not its name
         return None
+    size = image_header_size(path)
+    if size is not None:
+        check_pixels(path, *size, max_pixels, "an image")
     return cv2.imread(str(path), cv2.IMREAD_COLOR)
 
 
@@ -274,7 +316,8 @@ class MediaReader:
     Rotation metadata is honoured, so portrait phone videos come out upright.
     """
 
-    def __init__(self, path: str | os.PathLike, decoder: str = "auto"):
+    def __init__(self, path: str | os.PathLike, decoder: str = "auto",
+                 max_pixels: int | None = int(DEFAULT_MAX_MEGAPIXELS * 1e6)):
         self.path = Path(path)
         self._video = None
         self._image = None
@@ -289,7 +332,7 @@ class MediaReader:
         if decoder not in DECODERS:
             raise ValueError(f"unknown decoder {decoder!r}; choose one of {DECODERS}")
         _check_readable(self.path)
-        image = _read_image(self.path)
+        image = _read_image(self.path, max_pixels)
         if image is not None:
             self._image = image
             height, width = image.shape[:2]
@@ -308,6 +351,11 @@ class MediaReader:
         if video.width <= 0 or video.height <= 0:
             self.close()
             raise MediaError(f"{self.path}: the video has no decodable picture stream")
+        try:
+            check_pixels(self.path, video.width, video.height, max_pixels, "a video whose frames are")
+        except MediaTooLarge:
+            self.close()
+            raise
         self.info = MediaInfo("video", video.width, video.height, video.fps, video.frame_count)
 
     @property

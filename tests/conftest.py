@@ -72,6 +72,22 @@ def write_video(path: Path, frames, fps: int = 15) -> Path:
     return path
 
 
+def write_png_bomb(path: Path, side: int = 20000) -> Path:
+    """A valid 1-bit PNG of side x side black pixels: about 1 MB on disk, 1.2 GB once decoded to BGR."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\0" * (1 + (side + 7) // 8)  # filter byte, then the row's bits
+    compressor = zlib.compressobj(9)
+    data = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    return path
+
+
 def set_mp4_rotation(path: Path, degrees: int = 90) -> None:
     """Rewrite the track header's display matrix of an MP4 so that players rotate it by `degrees`."""
     matrices = {90: (0, 65536, 0, -65536, 0, 0, 0, 0, 1 << 30), 270: (0, -65536, 0, 65536, 0, 0, 0, 0, 1 << 30)}

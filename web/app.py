@@ -32,9 +32,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ensembles.ensemble import Ensemble
 from ensembles.explain import sampling_words
 from ensembles.verdict import VideoVerdict
-from pipeline.errors import MediaError, UsageError
+from pipeline.errors import MediaError, MediaTooLarge, UsageError
 from pipeline.faces import FaceExtractor
-from pipeline.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, MediaReader
+from pipeline.media import DEFAULT_MAX_MEGAPIXELS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, MediaReader
 from web.upload import UploadError, UploadFolder, UploadLimits, receive_upload
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class ServerConfig:
     upload_idle_seconds: float = 30.0  # an upload that sends nothing for this long gets 408
     upload_min_kb_per_second: float = 10.0  # ... and one slower than this on average, after the grace period
     upload_grace_seconds: float = 30.0
+    max_megapixels: float = DEFAULT_MAX_MEGAPIXELS  # larger images and video frames get 413, never decoded
 
     def upload_limits(self) -> UploadLimits:
         return UploadLimits(max_bytes=self.max_upload_mb * 2**20, idle_seconds=self.upload_idle_seconds or None,
@@ -84,16 +85,17 @@ class Slots:
 class InferencePool(Slots):
     """A fixed number of inference threads plus a bounded waiting line."""
 
-    def __init__(self, ensemble: Ensemble, workers: int, queue_size: int):
+    def __init__(self, ensemble: Ensemble, workers: int, queue_size: int, max_megapixels: float):
         super().__init__(workers + queue_size)
         self.ensemble = ensemble
+        self.face_config = ensemble.face_config(max_megapixels=max_megapixels)
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inference")
         self._local = threading.local()
 
     def _extractor(self) -> FaceExtractor:
         """One face extractor per inference thread (OpenCV's DNN is not thread-safe)."""
         if not hasattr(self._local, "extractor"):
-            self._local.extractor = FaceExtractor(self.ensemble.face_config(), device=str(self.ensemble.device))
+            self._local.extractor = FaceExtractor(self.face_config, device=str(self.ensemble.device))
         return self._local.extractor
 
     def classify(self, path: Path, thumbnails: bool):
@@ -111,11 +113,14 @@ def error(status: int, message: str, headers: dict | None = None) -> JSONRespons
     return JSONResponse({"error": {"status": status, "message": message}}, status_code=status, headers=headers)
 
 
-def is_media(path: Path) -> bool:
-    """Decode the upload's header to be sure it is a video or an image (its name and type prove nothing)."""
+def is_media(path: Path, max_pixels: int) -> bool:
+    """Decode the upload's header to be sure it is a video or an image (its name and type prove nothing);
+    MediaTooLarge when its pictures are larger than `max_pixels`."""
     try:
-        with MediaReader(path):
+        with MediaReader(path, max_pixels=max_pixels):
             return True
+    except MediaTooLarge:
+        raise
     except MediaError:
         return False
 
@@ -140,7 +145,7 @@ def limits_of(ensemble: Ensemble, config: ServerConfig) -> dict:
     """What the page tells a user before an upload: size limit, readable formats, sampling, the model card and
     the models' measured accuracy on held-out test faces (when the ensemble file records it)."""
     tested = ensemble.config.metrics.get("test_at_threshold", {})
-    return {"max_upload_mb": config.max_upload_mb, "video_formats": sorted(VIDEO_EXTENSIONS),
+    return {"max_upload_mb": config.max_upload_mb, "max_megapixels": config.max_megapixels, "video_formats": sorted(VIDEO_EXTENSIONS),
             "image_formats": sorted(IMAGE_EXTENSIONS), "sampling": sampling_words(ensemble.face_config().sampling),
             "uploads_kept": False, "model_card": "/model-card" if model_card(ensemble) else None,
             "test_accuracy": tested.get("accuracy"), "test_roc_auc": tested.get("roc_auc")}
@@ -159,7 +164,7 @@ def create_app(ensemble: Ensemble, config: ServerConfig = ServerConfig()) -> Fas
     app = FastAPI(title="deepfake-detector", version="0.1.0", lifespan=lifespan,
                   description="Classify videos and images as REAL or FAKE with an ensemble of face classifiers.")
     tmp_dir = folder.path
-    pool = InferencePool(ensemble, config.workers, config.queue_size)
+    pool = InferencePool(ensemble, config.workers, config.queue_size, config.max_megapixels)
     uploads = Slots(config.max_uploads)
     limits = config.upload_limits()
     app.state.pool, app.state.uploads, app.state.tmp_dir, app.state.config = pool, uploads, tmp_dir, config
@@ -222,7 +227,12 @@ def create_app(ensemble: Ensemble, config: ServerConfig = ServerConfig()) -> Fas
                 upload = await receive_upload(request.headers.get("content-type"), request.stream(), tmp_dir, limits)
             finally:
                 uploads.release()
-            if not await asyncio.to_thread(is_media, upload.path):
+            try:
+                readable = await asyncio.to_thread(is_media, upload.path, pool.face_config.max_pixels)
+            except MediaTooLarge as exc:
+                return error(413, str(exc).replace(str(upload.path), upload.filename).replace(
+                    "raise the limit with --max-megapixels for a file you trust", "this server's limit"))
+            if not readable:
                 return error(415, f"{upload.filename}: not a readable video or image (the content could not be "
                                   "decoded, whatever its name or type says)")
             if not pool.try_acquire():  # only a complete upload takes an inference slot

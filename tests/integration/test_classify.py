@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from cli import main
 from ensembles.ensemble import DEFAULT_ENSEMBLE, Ensemble
 from pipeline.faces import FaceExtractor
-from tests.conftest import shared_data
+from tests.conftest import shared_data, write_png_bomb
 
 JSON_KEYS = {"path", "verdict", "p_fake", "per_model", "tracks", "n_frames", "n_faces", "threshold", "faces"}
 
@@ -56,6 +56,21 @@ def test_bad_file_fails_alone_and_exit_code_says_so(small_ensemble, face_clip, t
     lines = result.output.splitlines()
     assert any(line.startswith("ERROR") and "broken.mp4" in line and "not a readable video" in line for line in lines)
     assert any(line.split()[0] in ("REAL", "FAKE") and "good.mp4" in line for line in lines)
+
+
+def test_pictures_over_the_pixel_limit_are_errors_and_the_batch_goes_on(small_ensemble, face_clip, tmp_path):
+    write_png_bomb(tmp_path / "bomb.png")
+    shutil.copy(face_clip, tmp_path / "good.mp4")
+    result = classify("classify-video", tmp_path, "--ensemble", small_ensemble)
+    assert result.exit_code == 1, result.output
+    assert any(line.startswith("ERROR") and "bomb.png: an image of 20000x20000 pixels" in line
+               and "--max-megapixels" in line for line in result.output.splitlines())
+    assert any(line.split()[0] in ("REAL", "FAKE") and "good.mp4" in line for line in result.output.splitlines())
+    # the limit is the user's to set: one under the clip's 0.23 megapixels (640x360) refuses it too
+    result = classify("classify-video", face_clip, "--ensemble", small_ensemble, "--max-megapixels", "0.05")
+    assert result.exit_code == 1 and "over the limit of 0.05 megapixels" in result.output
+    result = classify("extract", tmp_path, "--out", tmp_path / "faces", "--max-megapixels", "0.05", "--workers", "1")
+    assert result.exit_code == 1 and "over the limit of 0.05 megapixels" in result.output
 
 
 def test_an_unexpected_exception_is_an_internal_error_and_a_bad_file_is_not(small_ensemble, face_clip, tmp_path,

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from pipeline.errors import MediaError
-from pipeline.media import MediaReader
+from pipeline.errors import MediaError, MediaTooLarge
+from pipeline.media import MediaReader, image_header_size
 from pipeline.sampling import SamplingConfig
-from tests.conftest import sample_frames, set_mp4_rotation, shared_data, write_video
+from tests.conftest import sample_frames, set_mp4_rotation, shared_data, write_png_bomb, write_video
 
 
 def frames_of(path, decoder, sampling):
@@ -70,3 +70,20 @@ def test_a_cut_video_is_called_truncated(face_clip, tmp_path):
     with MediaReader(cut) as reader:
         list(reader.frames(SamplingConfig(every=10)))
         assert "announced frames" in reader.truncation_note()
+
+
+def test_an_image_that_decodes_huge_is_refused_from_its_header(tmp_path):
+    bomb = write_png_bomb(tmp_path / "bomb.png")
+    assert bomb.stat().st_size < 2 * 2**20 and image_header_size(bomb) == (20000, 20000)
+    with pytest.raises(MediaTooLarge, match="20000x20000 pixels .400 megapixels. is over the limit of 64 megapixels"):
+        MediaReader(bomb)
+    with MediaReader(bomb, max_pixels=None) as reader:  # the limit is what refuses it: the file itself is valid
+        assert (reader.info.width, reader.info.height) == (20000, 20000)
+
+
+@pytest.mark.parametrize("decoder", ["pyav", "opencv"])
+def test_a_video_over_the_pixel_limit_is_refused_before_decoding(face_clip, decoder):
+    with MediaReader(face_clip, decoder=decoder) as reader:
+        width, height = reader.info.width, reader.info.height
+    with pytest.raises(MediaTooLarge, match=f"frames are of {width}x{height} pixels"):
+        MediaReader(face_clip, decoder=decoder, max_pixels=width * height - 1)

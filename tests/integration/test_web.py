@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 from ensembles.ensemble import Ensemble
 from pipeline.errors import MediaError
 from pipeline.faces import FaceExtractor
-from tests.conftest import ROOT, shared_data, write_video
+from tests.conftest import ROOT, shared_data, write_png_bomb, write_video
 from web.app import ServerConfig, create_app, listen
 from web.upload import OWNER_LOCK, UPLOAD_FOLDER_PREFIX
 
@@ -149,6 +149,17 @@ def test_text_named_mp4_is_415(server, tmp_path):
     response = post(client, fake)
     assert response.status_code == 415
     assert "not a readable video or image" in response.json()["error"]["message"]
+    assert left_in(uploads) == []
+
+
+def test_an_image_that_decodes_huge_is_413_before_it_is_decoded(server, tmp_path):
+    client, uploads = server
+    response = post(client, write_png_bomb(tmp_path / "bomb.png"), filename="holiday.png", content_type="image/png")
+    assert response.status_code == 413, response.text
+    message = response.json()["error"]["message"]
+    assert message.startswith("holiday.png: an image of 20000x20000 pixels") and "limit of 64 megapixels" in message
+    assert str(tmp_path) not in message and "--max-megapixels" not in message
+    assert client.get("/api/v1/limits").json()["max_megapixels"] == 64
     assert left_in(uploads) == []
 
 
