@@ -107,7 +107,8 @@ def is_media_name(path: Path) -> bool:
 
 @dataclass(frozen=True)
 class Frame:
-    """One sampled frame: its index in the video, its timestamp in seconds and its BGR pixels."""
+    """One sampled frame: its index in the video, its presentation time in seconds (from the stream's
+    timestamps, so variable-rate video gets true times) and its BGR pixels."""
 
     index: int
     timestamp: float
@@ -120,14 +121,8 @@ class MediaInfo:
     width: int
     height: int
     fps: float
-    frame_count: int
-
-    @property
-    def duration(self) -> float | None:
-        """The clip's length in seconds, as its header announces it (None: an image, or not announced)."""
-        if self.media_type != "video" or self.fps <= 0 or self.frame_count <= 0:
-            return None
-        return round(self.frame_count / self.fps, 3)
+    frame_count: int  # as the header announces it; 0 where it announces none (Matroska, WebM)
+    duration: float | None = None  # seconds, from the stream's or the container's header (None: an image, or unknown)
 
 
 def _check_readable(path: Path) -> None:
@@ -177,6 +172,24 @@ def check_pixels(path: Path, width: int, height: int, max_pixels: int | None, wh
                             "with --max-megapixels for a file you trust)")
 
 
+# what a complete file of these formats ends with (trailing padding aside)
+_IMAGE_ENDINGS = {b"\xff\xd8": (b"\xff\xd9", "JPEG", "end-of-image marker"),
+                  b"\x89PNG": (b"IEND\xaeB`\x82", "PNG", "IEND chunk")}
+
+
+def image_damage(path: Path) -> str:
+    """A note when a JPEG or PNG file stops before its end marker (cut short: the decoder fills the rest with
+    grey, or with the last row, and says so only on stderr), else ''."""
+    with open(path, "rb") as handle:
+        start = handle.read(4)
+        handle.seek(max(0, path.stat().st_size - 64))
+        tail = handle.read().rstrip(b"\0\r\n\t ")
+    for magic, (ending, kind, marker) in _IMAGE_ENDINGS.items():
+        if start.startswith(magic) and not tail.endswith(ending):
+            return f"the {kind} file ends before its {marker}: cut short or damaged, part of the picture is missing"
+    return ""
+
+
 def _read_image(path: Path, max_pixels: int | None = None) -> np.ndarray | None:
     """Decode `path` as an image (EXIF orientation applied), or None when its content is not an image."""
     if not cv2.haveImageReader(str(path)):  # checks the file's signature, not its name
@@ -184,7 +197,10 @@ def _read_image(path: Path, max_pixels: int | None = None) -> np.ndarray | None:
     size = image_header_size(path)
     if size is not None:
         check_pixels(path, *size, max_pixels, "an image")
-    return cv2.imread(str(path), cv2.IMREAD_COLOR)
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None and image_damage(path):
+        raise MediaError(f"{path}: {image_damage(path)}; it could not be decoded")
+    return image
 
 
 class _OpenCVVideo:
@@ -204,17 +220,24 @@ class _OpenCVVideo:
         self.height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
         self.fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
         self.frame_count = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+        # OpenCV estimates a Matroska file's frame count from its duration; the length is what it knows
+        self.duration = round(self.frame_count / self.fps, 3) if self.fps > 0 and self.frame_count > 0 else None
         self.frames_decoded = 0
+        self.decoded_until = 0.0  # seconds: the end of the last decoded frame
 
-    def decode(self, wanted, last: int | None) -> Iterator[tuple[int, np.ndarray]]:
+    def decode(self, wanted, last: int | None) -> Iterator[tuple[int, float, np.ndarray]]:
         index = 0
         while last is None or index <= last:
             if not self._capture.grab():
                 break
+            timestamp = self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0  # this frame's presentation time
+            if not np.isfinite(timestamp) or timestamp < 0:
+                timestamp = index / self.fps if self.fps > 0 else 0.0
+            self.decoded_until = max(self.decoded_until, timestamp + (1.0 / self.fps if self.fps > 0 else 0.0))
             if wanted(index):
                 ok, image = self._capture.retrieve()
                 if ok and image is not None:
-                    yield index, image
+                    yield index, timestamp, image
                 else:
                     log.warning("%s: frame %d could not be decoded, skipped", self.path, index)
             index += 1
@@ -257,14 +280,25 @@ class _PyAVVideo:
         self.fps = float(self._stream.average_rate or self._stream.guessed_rate or 0.0)
         self.frame_count = int(self._stream.frames or 0)
         self._base = self._stream.start_time or 0
+        if self._stream.duration:
+            self.duration = round(float(self._stream.duration * self._stream.time_base), 3)
+        elif self._container.duration:  # Matroska and WebM state the length only for the whole file
+            self.duration = round(self._container.duration / av.time_base, 3)
+        else:
+            self.duration = round(self.frame_count / self.fps, 3) if self.fps > 0 and self.frame_count > 0 else None
         self.frames_decoded = 0
+        self.decoded_until = 0.0  # seconds: the end of the last decoded frame
+
+    def _time(self, pts) -> float | None:
+        return None if pts is None else float((pts - self._base) * self._stream.time_base)
 
     def _index(self, pts) -> int | None:
+        """The frame's number on the stream's frame grid (its position, in constant-rate video)."""
         if pts is None or not self.fps:
             return None
-        return int(round(float((pts - self._base) * self._stream.time_base) * self.fps))
+        return int(round(self._time(pts) * self.fps))
 
-    def decode(self, wanted, last: int | None) -> Iterator[tuple[int, np.ndarray]]:
+    def decode(self, wanted, last: int | None) -> Iterator[tuple[int, float, np.ndarray]]:
         import av
 
         context = self._stream.codec_context
@@ -278,13 +312,16 @@ class _PyAVVideo:
                 for frame in packet.decode():
                     index = self._index(frame.pts)
                     index = counted if index is None else index
+                    timestamp = self._time(frame.pts)
+                    timestamp = (index / self.fps if self.fps else 0.0) if timestamp is None else timestamp
                     counted += 1
                     self.frames_decoded = max(self.frames_decoded, index + 1)
+                    self.decoded_until = max(self.decoded_until, timestamp + (1.0 / self.fps if self.fps else 0.0))
                     if last is not None and index > last:
                         return
                     if wanted(index) and index not in done:
                         done.add(index)
-                        yield index, _upright(frame.to_ndarray(format="bgr24"), frame.rotation)
+                        yield index, timestamp, _upright(frame.to_ndarray(format="bgr24"), frame.rotation)
         except av.error.FFmpegError as exc:  # damaged data: keep what was decoded
             log.warning("%s: decoding stopped early (%s)", self.path, exc)
 
@@ -321,7 +358,10 @@ class MediaReader:
         self.path = Path(path)
         self._video = None
         self._image = None
+        self._image_damage = ""
         self.frames_decoded = 0
+        self.decoded_until = 0.0  # seconds of video decoded, to the end of the last frame
+        self._read_to_end = False
         self._last_wanted: int | None = None  # decoding stops after this frame index (--frames K), else None
         # Frames may be decoded in another thread (`prefetch`) than the one that closes the reader. Closing a
         # decoder while it decodes crashes in C (a segfault, or a hang), so decoding steps and close() take
@@ -335,6 +375,7 @@ class MediaReader:
         image = _read_image(self.path, max_pixels)
         if image is not None:
             self._image = image
+            self._image_damage = image_damage(self.path)
             height, width = image.shape[:2]
             self.info = MediaInfo("image", width, height, 0.0, 1)
             return
@@ -356,7 +397,7 @@ class MediaReader:
         except MediaTooLarge:
             self.close()
             raise
-        self.info = MediaInfo("video", video.width, video.height, video.fps, video.frame_count)
+        self.info = MediaInfo("video", video.width, video.height, video.fps, video.frame_count, video.duration)
 
     @property
     def decoder(self) -> str:
@@ -386,14 +427,14 @@ class MediaReader:
             yield Frame(0, 0.0, self._image)
             return
         yielded = 0
-        for index, image in self._decoded(sampling):
+        for index, timestamp, image in self._decoded(sampling):
             yielded += 1
-            yield Frame(index, self._timestamp(index), image)
+            yield Frame(index, round(timestamp, 4), image)
         if yielded == 0:
             raise MediaError(f"{self.path}: no frame could be decoded (corrupt or truncated video)")
 
-    def _decoded(self, sampling: SamplingConfig) -> Iterator[tuple[int, np.ndarray]]:
-        """(index, BGR image) of the sampled video frames, each decoding step under the lock."""
+    def _decoded(self, sampling: SamplingConfig) -> Iterator[tuple[int, float, np.ndarray]]:
+        """(index, seconds, BGR image) of the sampled video frames, each decoding step under the lock."""
         with self._lock:
             self._check_open()
             if sampling.every is not None:
@@ -417,6 +458,8 @@ class MediaReader:
                     item = next(decoding)
                 except StopIteration:
                     self.frames_decoded = self._video.frames_decoded
+                    self.decoded_until = self._video.decoded_until
+                    self._read_to_end = last is None
                     self._decoding.remove(decoding)
                     return
             yield item
@@ -426,17 +469,25 @@ class MediaReader:
             raise MediaError(f"{self.path}: the reader was closed while its frames were being read")
 
     def truncation_note(self) -> str:
-        """A message when fewer frames were decoded than the container announced (of those up to the last
-        sampled frame, where decoding stops early on purpose), else ''."""
+        """A message when the file is damaged, else '': an image cut short (`image_damage`); a video read to its
+        end in a shorter time than the length its header states, or (its length unknown, or decoding stopped
+        after the last sampled frame on purpose) with fewer frames than its header announced up to there.
+        Time decides where it can: variable-rate video holds fewer frames than length x nominal rate, and
+        OpenCV estimates a Matroska file's frame count that way."""
+        if self._image is not None:
+            return self._image_damage
+        duration = self.info.duration
+        if self._read_to_end and duration:
+            if self.decoded_until < 0.9 * duration:
+                return (f"decoded {self.decoded_until:.1f} s of the {duration:.1f} s the file announces "
+                        "(truncated or damaged video?)")
+            return ""
         expected = self.info.frame_count
         if self._last_wanted is not None:
             expected = min(expected, self._last_wanted + 1)
-        if self._image is None and expected > 0 and self.frames_decoded < 0.9 * expected:
+        if expected > 0 and self.frames_decoded < 0.9 * expected:
             return f"decoded {self.frames_decoded} of {expected} announced frames (truncated or damaged video?)"
         return ""
-
-    def _timestamp(self, index: int) -> float:
-        return round(index / self.info.fps, 4) if self.info.fps > 0 else 0.0
 
     def _count_frames(self) -> int:
         """The announced frame count, or a counting pass when the container has none."""

@@ -72,6 +72,27 @@ def write_video(path: Path, frames, fps: int = 15) -> Path:
     return path
 
 
+def write_gap_mkv(path, gap_seconds: float = 5.0):
+    """80 frames of a face at 25 fps in Matroska (which states no frame count), with `gap_seconds` of nothing
+    between frames 39 and 40: variable frame rate, as screen recorders and phones write it."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for number, image in enumerate(sample_frames(80, 640, 360)):
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            frame.pts, frame.time_base = number * 40 + (int(gap_seconds * 1000) if number >= 40 else 0), Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
 def write_png_bomb(path: Path, side: int = 20000) -> Path:
     """A valid 1-bit PNG of side x side black pixels: about 1 MB on disk, 1.2 GB once decoded to BGR."""
     import struct

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from cli import main
 from ensembles.ensemble import DEFAULT_ENSEMBLE, Ensemble
 from pipeline.faces import FaceExtractor
-from tests.conftest import shared_data, write_png_bomb
+from tests.conftest import shared_data, write_gap_mkv, write_png_bomb
 
 JSON_KEYS = {"path", "verdict", "p_fake", "per_model", "tracks", "n_frames", "n_faces", "threshold", "faces"}
 
@@ -71,6 +71,25 @@ def test_pictures_over_the_pixel_limit_are_errors_and_the_batch_goes_on(small_en
     assert result.exit_code == 1 and "over the limit of 0.05 megapixels" in result.output
     result = classify("extract", tmp_path, "--out", tmp_path / "faces", "--max-megapixels", "0.05", "--workers", "1")
     assert result.exit_code == 1 and "over the limit of 0.05 megapixels" in result.output
+
+
+def test_damaged_files_without_a_frame_count_are_flagged(small_ensemble, astronaut, tmp_path):
+    """A JPEG cut in half and a Matroska file cut in half: damaged, with a warning, exit 1; the intact
+    variable-rate Matroska gets true frame times and its length."""
+    cv2.imwrite(str(tmp_path / "whole.jpg"), astronaut)
+    (tmp_path / "half.jpg").write_bytes((tmp_path / "whole.jpg").read_bytes()[:(tmp_path / "whole.jpg").stat().st_size // 2])
+    whole = write_gap_mkv(tmp_path / "gap.mkv")
+    (tmp_path / "half.mkv").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    for name in ("half.jpg", "half.mkv"):
+        result = classify("classify-video", tmp_path / name, "--ensemble", small_ensemble, "--json")
+        [verdict] = json_lines(result.output)
+        assert result.exit_code == 1 and verdict["damaged"] is True, (name, result.output)
+        assert any("cut short or damaged" in w or "truncated or damaged" in w for w in verdict["warnings"])
+    result = classify("classify-video", whole, "--ensemble", small_ensemble, "--json", "--every", "5")
+    [verdict] = json_lines(result.output)
+    assert result.exit_code == 0 and verdict["damaged"] is False and verdict["duration"] == pytest.approx(8.2, abs=0.05)
+    times = {f["frame_index"]: f["timestamp"] for f in verdict["faces"]}
+    assert times[35] == pytest.approx(1.4) and min(t for t in times.values() if t > 1.6) == pytest.approx(6.6)
 
 
 def test_an_unexpected_exception_is_an_internal_error_and_a_bad_file_is_not(small_ensemble, face_clip, tmp_path,

@@ -1,11 +1,12 @@
 """The two video decoders give the same frames (indices, timestamps and pixels)."""
+import cv2
 import numpy as np
 import pytest
 
 from pipeline.errors import MediaError, MediaTooLarge
 from pipeline.media import MediaReader, image_header_size
 from pipeline.sampling import SamplingConfig
-from tests.conftest import sample_frames, set_mp4_rotation, shared_data, write_png_bomb, write_video
+from tests.conftest import sample_frames, set_mp4_rotation, shared_data, write_gap_mkv, write_png_bomb, write_video
 
 
 def frames_of(path, decoder, sampling):
@@ -69,7 +70,7 @@ def test_a_cut_video_is_called_truncated(face_clip, tmp_path):
     cut.write_bytes(faststart.read_bytes()[: faststart.stat().st_size // 2])
     with MediaReader(cut) as reader:
         list(reader.frames(SamplingConfig(every=10)))
-        assert "announced frames" in reader.truncation_note()
+        assert "decoded 0.9 s of the 2.0 s the file announces (truncated or damaged" in reader.truncation_note()
 
 
 def test_an_image_that_decodes_huge_is_refused_from_its_header(tmp_path):
@@ -87,3 +88,45 @@ def test_a_video_over_the_pixel_limit_is_refused_before_decoding(face_clip, deco
         width, height = reader.info.width, reader.info.height
     with pytest.raises(MediaTooLarge, match=f"frames are of {width}x{height} pixels"):
         MediaReader(face_clip, decoder=decoder, max_pixels=width * height - 1)
+
+
+@pytest.mark.parametrize("decoder", ["pyav", "opencv"])
+def test_variable_frame_rate_gets_true_times_and_a_length(tmp_path, decoder):
+    clip = write_gap_mkv(tmp_path / "gap.mkv")
+    with MediaReader(clip, decoder=decoder) as reader:
+        assert reader.info.duration == pytest.approx(8.2, abs=0.05)  # Matroska states no frame count, but a length
+        frames = list(reader.frames(SamplingConfig(every=1)))
+        assert reader.truncation_note() == ""  # intact, though fewer frames than 8.2 s at 25 fps would hold
+    times = [frame.timestamp for frame in frames]
+    assert times[:2] == [0.0, 0.04] and times[39] == pytest.approx(1.56)
+    assert times[40] == pytest.approx(6.6)  # after the gap: not 1.6 s (frame number / nominal rate)
+    assert times == sorted(times) and len(times) == 80
+
+
+@pytest.mark.parametrize("decoder", ["pyav", "opencv"])
+def test_a_cut_matroska_file_is_called_truncated(tmp_path, decoder):
+    """No frame count to compare with: the decoded time falls short of the length the header states."""
+    whole = write_gap_mkv(tmp_path / "whole.mkv", gap_seconds=0.0)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with MediaReader(cut, decoder=decoder) as reader:
+        list(reader.frames(SamplingConfig(every=10)))
+        note = reader.truncation_note()
+    assert "truncated or damaged" in note and ("3.2 s the file announces" in note or "announced frames" in note)
+
+
+@pytest.mark.parametrize("kind", [".jpg", ".png"])
+def test_an_image_cut_short_is_called_damaged(astronaut, tmp_path, kind):
+    whole = tmp_path / f"whole{kind}"
+    cv2.imwrite(str(whole), astronaut)
+    cut = tmp_path / f"cut{kind}"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with MediaReader(whole) as reader:
+        assert reader.truncation_note() == ""
+    if kind == ".png":  # libpng refuses a cut file (an error, which it was always)
+        with pytest.raises(MediaError, match="PNG file ends before its IEND chunk: cut short or damaged"):
+            MediaReader(cut)
+        return
+    with MediaReader(cut) as reader:  # libjpeg fills the missing half with grey and warns only on stderr
+        assert reader.info.media_type == "image" and "JPEG file ends before its end-of-image marker: cut short" \
+            in reader.truncation_note()
