@@ -26,6 +26,14 @@ def _near(a: Box, b: Box, max_shift: float) -> float:
     return float(max(0.0, 1.0 - shift / max_shift)) if shift < max_shift else 0.0
 
 
+def _jump(a: Box, b: Box, config: "TrackConfig") -> float:
+    """A match score in (0, 1] for a long jump between boxes of closely agreeing sizes, else 0."""
+    sizes = max(face_size(a), 1e-6), max(face_size(b), 1e-6)
+    if max(sizes) / min(sizes) > config.jump_size_ratio:
+        return 0.0
+    return _near(a, b, config.max_jump)
+
+
 @dataclass(frozen=True)
 class TrackConfig:
     min_iou: float = 0.25
@@ -34,13 +42,21 @@ class TrackConfig:
     # a face does not halve or double in size between sampled frames: a box that does is another face (or a
     # stray detection) and starts its own track, instead of replacing the track's last box
     max_size_ratio: float = 2.0
+    # A face that crosses the frame fast (someone walking past the camera) jumps several face sizes between
+    # sampled frames. A face left over by the pairing above still joins a track left over too when it is
+    # within `max_jump` face sizes and the two sizes agree within `jump_size_ratio` (sizes, unlike places,
+    # barely change between sampled frames; a stranger of the same size that close is rare).
+    max_jump: float = 4.0
+    jump_size_ratio: float = 1.25
 
 
 def link_tracks(frame_positions: list[int], boxes: list[Box], config: TrackConfig = TrackConfig()) -> list[int]:
     """A track id for each face; faces are given by their sampled-frame position (0, 1, 2...) and box.
 
     Greedy association, frame by frame: best-overlapping pairs first, then nearest centres; never a pair whose
-    sizes differ by more than `config.max_size_ratio`. Track ids are numbered in order of first appearance.
+    sizes differ by more than `config.max_size_ratio`. Then the faces and tracks left over pair by the longer
+    jumps of fast motion, where their sizes agree closely (`config.max_jump`). Track ids are numbered in order
+    of first appearance.
     """
     order = sorted(range(len(boxes)), key=lambda i: frame_positions[i])
     track_of = [-1] * len(boxes)
@@ -64,11 +80,14 @@ def link_tracks(frame_positions: list[int], boxes: list[Box], config: TrackConfi
                 if score > 0:
                     pairs.append((score, face, track))
         used_faces, used_tracks = set(), set()
-        for _, face, track in sorted(pairs, key=lambda p: (-p[0], p[1], p[2])):
-            if face not in used_faces and track not in used_tracks:
-                track_of[face] = track
-                used_faces.add(face)
-                used_tracks.add(track)
+        jumps = [(score, face, track) for face in faces for track in active
+                 if (score := _jump(boxes[face], last_box[track], config)) > 0]
+        for candidates in (pairs, jumps):  # the long jumps only for what the near pairs left over
+            for _, face, track in sorted(candidates, key=lambda p: (-p[0], p[1], p[2])):
+                if face not in used_faces and track not in used_tracks:
+                    track_of[face] = track
+                    used_faces.add(face)
+                    used_tracks.add(track)
         for face in faces:
             if track_of[face] < 0:
                 track_of[face] = next_id

@@ -5,7 +5,7 @@ import numpy as np
 from pipeline.faces import FaceConfig, FaceExtractor
 from pipeline.media import MediaReader
 from pipeline.sampling import SamplingConfig
-from tests.conftest import write_video
+from tests.conftest import shared_data, write_video
 
 EVERY_FRAME = SamplingConfig(every=1)
 
@@ -74,3 +74,19 @@ def test_still_images_and_detectors_without_refine_always_run_full_detection(fac
     boxes = crop_boxes(face_clip, FaceConfig(detector="opencv-dnn", sampling=EVERY_FRAME, redetect_every=3), dnn)
     assert sum(len(b) for b in boxes) >= 28
 
+
+
+def test_a_woman_walking_fast_past_the_camera_is_one_person(small_ensemble):
+    """multi_face/crowd.mp4: she crosses 1920 px in 4 sampled frames (3.3 face sizes a step); she was three
+    one-face 'persons', each excluded as too short, so her face could not vote."""
+    from ensembles.ensemble import Ensemble
+
+    crowd = shared_data("multi_face", "crowd.mp4")
+    verdict, _ = Ensemble.load(small_ensemble, device="cpu").classify(crowd)
+    faces = {(f.frame_index, f.track): f.box for f in verdict.faces}
+    [(_, walker)] = [key for key, box in faces.items() if key[0] == 0 and 280 < box[0] < 300 and box[1] > 700]
+    hers = sorted((frame, box) for (frame, track), box in faces.items() if track == walker)
+    assert [frame for frame, _ in hers] == [0, 10, 20, 30]
+    assert hers[-1][1][0] > 1300  # she reached the right-hand side
+    track = next(t for t in verdict.tracks if t.track == walker)
+    assert track.counted and track.n_faces == 4

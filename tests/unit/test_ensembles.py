@@ -125,7 +125,20 @@ def test_track_survives_a_short_gap_but_not_a_long_one():
 def test_fast_motion_is_linked_by_centre_distance_and_far_faces_are_not():
     assert link_tracks([0, 1], [(100, 100, 200, 200), (150, 100, 250, 200)]) == [0, 0]  # IoU 0.33
     assert link_tracks([0, 1], [(100, 100, 200, 200), (145, 130, 245, 230)]) == [0, 0]  # IoU < 0.25, close centre
-    assert link_tracks([0, 1], [(100, 100, 200, 200), (400, 100, 500, 200)]) == [0, 1]
+    assert link_tracks([0, 1], [(100, 100, 200, 200), (600, 100, 700, 200)]) == [0, 1]  # 5 face sizes away
+
+
+def test_a_face_crossing_the_frame_fast_stays_one_track_when_its_size_agrees():
+    """As the woman walking past the camera in multi_face/crowd.mp4: 3.3 face sizes per sampled frame."""
+    walker = [(100 + 330 * t, 400, 200 + 330 * t, 510) for t in range(4)]
+    assert link_tracks([0, 1, 2, 3], walker) == [0, 0, 0, 0]
+    # a face of another size that far away is someone else; so is one beyond max_jump
+    assert link_tracks([0, 1], [walker[0], (430, 400, 580, 550)]) == [0, 1]
+    assert link_tracks([0, 1], [walker[0], (600, 400, 700, 510)]) == [0, 1]  # 4.5 face sizes
+    # the near pairing comes first: a face that stayed put keeps its track, the far one of the same size starts
+    # its own when no track is left over
+    still = (900, 100, 1000, 210)
+    assert link_tracks([0, 1, 1], [still, still, (1230, 100, 1330, 210)]) == [0, 0, 1]
 
 
 def test_a_box_of_another_size_starts_its_own_track_and_leaves_the_face_linked():
