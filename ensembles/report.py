@@ -76,38 +76,61 @@ def write_report(verdict: VideoVerdict, thumbnails: list[np.ndarray], out_dir: P
 # -- the figure --------------------------------------------------------------------------------------
 WIDTH, HEIGHT = 12.0, 7.0  # inches, at 100 dpi
 VERDICT_COLOURS = {FAKE: "firebrick", REAL: "seagreen"}
-PERSON_COLOURS = ("tab:blue", "tab:orange", "tab:purple", "tab:cyan", "tab:olive", "tab:pink", "tab:brown")
-EXCLUDED_MARKERS = ("s", "D", "^", "v", "P", "X")
+# Twelve colours apart from each other and from the verdict colours and the excluded persons' grey: as many
+# persons as the faces row can show (MAX_THUMBNAILS) never share one.
+PERSON_COLOURS = ("tab:blue", "tab:orange", "tab:purple", "tab:cyan", "tab:olive", "tab:pink", "tab:brown", "navy",
+                  "gold", "magenta", "lightskyblue", "darkslateblue")
+EXCLUDED_MARKERS = ("s", "D", "^", "v", "P", "X", "<", ">", "p", "h", "*", "d")
+SIDE_LEGEND_LINES = 11  # more legend lines than fit beside the timeline: the legend gets a row of its own
+LEGEND_COLUMNS = 3
+LEGEND_ROW_INCHES = 0.2  # one line of the legend in its own row (7.5 pt type)
 
 
 def report_figure(verdict: VideoVerdict, thumbnails: list[np.ndarray]) -> Figure:
     """The report as a matplotlib Figure: a header in words, then the p_fake timeline of each person (a bar per
     person for an image), each net's score and the faces; for NO_FACE or ERROR the header and one message.
     Axes carry labels ("header", "timeline", "persons", "per-net", "legend", "thumbnail", "message")."""
-    figure = Figure(figsize=(WIDTH, HEIGHT), dpi=100)
     header = _header_lines(verdict, words=verdict.p_fake is not None)
     header_height = 0.45 + 0.2 * (len(header) - 1)  # inches
-    top = 1 - header_height / HEIGHT
+    styles = _track_styles(verdict) if verdict.p_fake is not None else {}
+    # a legend too long for its place beside the timeline gets a row of its own, in columns of one line per
+    # entry, and the figure grows by that row
+    legend_lines = sum(style["label"].count("\n") + 1 for style in styles.values()) + 4  # + threshold, band, ...
+    legend_row = 0.0 if legend_lines <= SIDE_LEGEND_LINES else \
+        LEGEND_ROW_INCHES * -(-(len(styles) + 4) // LEGEND_COLUMNS) + 0.45  # inches, with the timeline's x label
+    height = HEIGHT + legend_row
+    figure = Figure(figsize=(WIDTH, height), dpi=100)
+    top = 1 - header_height / height
     _draw_header(figure.add_axes((0.01, top, 0.98, 1 - top), label="header"), header)
     if verdict.p_fake is None:
         _draw_message(figure.add_axes((0.15, 0.12, 0.7, top - 0.2), label="message"), verdict)
         return figure
-    rows = figure.add_gridspec(2, 1, left=0.075, right=0.985, top=top - 0.045, bottom=0.035,
-                               height_ratios=(3.3, 1.35), hspace=0.32)
+    grid_top, grid_bottom, hspace = top - 0.045 * HEIGHT / height, 0.035 * HEIGHT / height, 0.32
+    ratios = (3.3, 1.35)
+    if legend_row:  # the ratio that gives the legend's row `legend_row` inches (matplotlib's GridSpec geometry)
+        spread = (grid_top - grid_bottom) * height * 3 / (3 + 2 * hspace)
+        ratios = (3.3, legend_row * sum(ratios) / (spread - legend_row), 1.35)
+    rows = figure.add_gridspec(len(ratios), 1, left=0.075, right=0.985, top=grid_top, bottom=grid_bottom,
+                               height_ratios=ratios, hspace=hspace)
     main = rows[0].subgridspec(1, 2, width_ratios=(2.15, 1), wspace=0.22)
-    side = main[1].subgridspec(2, 1, height_ratios=(len(verdict.per_model) + 1.6, 5.5), hspace=0.3)
-    styles = _track_styles(verdict)
     if verdict.media_type == "image":
         handles = _draw_persons(figure.add_subplot(main[0], label="persons"), verdict, styles)
     else:
         handles = _draw_timeline(figure.add_subplot(main[0], label="timeline"), verdict, styles)
-    _draw_per_net(figure.add_subplot(side[0], label="per-net"), verdict)
-    legend = figure.add_subplot(side[1], label="legend")
-    legend.axis("off")
-    lines = sum(label.count("\n") + 1 for _, label in handles)
-    legend.legend(*zip(*handles), loc="upper left", fontsize=max(5.5, 8 * min(1.0, 13 / lines)), frameon=False,
-                  borderaxespad=0, handlelength=2.5)  # many persons: smaller type, so it stays above the faces
-    _draw_thumbnails(figure, rows[1], verdict, thumbnails, styles)
+    if legend_row:  # the per-net scores alone beside the timeline, the legend below both
+        _draw_per_net(figure.add_subplot(main[1], label="per-net"), verdict)
+        legend = figure.add_subplot(rows[1], label="legend")
+        legend.axis("off")
+        legend.legend([h for h, _ in handles], [" ".join(label.split()) for _, label in handles], loc="lower left",
+                      ncol=LEGEND_COLUMNS, fontsize=7.5, frameon=False, borderaxespad=0, handlelength=2.5,
+                      columnspacing=1.5)
+    else:
+        side = main[1].subgridspec(2, 1, height_ratios=(len(verdict.per_model) + 1.6, 5.5), hspace=0.3)
+        _draw_per_net(figure.add_subplot(side[0], label="per-net"), verdict)
+        legend = figure.add_subplot(side[1], label="legend")
+        legend.axis("off")
+        legend.legend(*zip(*handles), loc="upper left", fontsize=8, frameon=False, borderaxespad=0, handlelength=2.5)
+    _draw_thumbnails(figure, rows[-1], verdict, thumbnails, styles)
     return figure
 
 
@@ -133,7 +156,7 @@ def _header_lines(verdict: VideoVerdict, words: bool) -> list[tuple[str, dict]]:
 
 def _draw_header(axis, lines: list[tuple[str, dict]]) -> None:
     axis.axis("off")
-    height = axis.get_position().height * HEIGHT  # inches
+    height = axis.get_position().height * axis.figure.get_figheight()  # inches
     y = 1 - 0.3 / height
     for k, (text, style) in enumerate(lines):
         axis.text(0, y, text, transform=axis.transAxes, va="baseline", **style)

@@ -5,6 +5,7 @@ Verdicts come from the shipped ensemble on real clips; a few are then changed wi
 second person, a low-confidence detection) to reach cases a small clip does not hold."""
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import cv2
@@ -156,3 +157,49 @@ def test_the_photo_on_the_wall_is_named_not_counted_and_its_doubtful_faces_expla
     assert LOW_CONFIDENCE_WORDS in legend
     titles = {axis.get_title().split("\n")[0] for axis in axes(figure, "thumbnail")}
     assert titles == {track.label for track in verdict.tracks}
+
+
+def assert_legend_holds(figure, persons: int) -> None:
+    """Every person's entry in the legend, the legend inside the figure and clear of the plots and the faces,
+    and no two persons (counted ones) in one colour."""
+    import matplotlib.colors as colours
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)
+    [legend_axis] = axes(figure, "legend")
+    legend = legend_axis.get_legend()
+    labels = [" ".join(t.get_text().split()) for t in legend.get_texts()]
+    entries = [label for label in labels if re.match(r"person \d+(, \d+% of frames)?: ", label)]
+    assert len(entries) == persons
+    box = legend.get_window_extent(renderer)
+    assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= figure.bbox.width and box.y1 <= figure.bbox.height
+    for label in ("thumbnail", "timeline", "persons", "per-net"):
+        for axis in axes(figure, label):
+            assert not box.overlaps(axis.get_tightbbox(renderer)), f"the legend runs into the {label}"
+    [timeline] = axes(figure, "timeline") or axes(figure, "persons")
+    drawn = {colours.to_hex(line.get_color()) for line in timeline.lines if line.get_color() != "grey"
+             and line.get_linestyle() == "-"}
+    assert len(drawn) == sum("not counted" not in entry for entry in entries)
+
+
+def test_a_report_of_a_crowd_keeps_its_legend_clear_of_the_faces(shipped):
+    crowd = shared_data("multi_face", "crowd.mp4")
+    verdict, thumbnails = shipped.classify(crowd, keep_thumbnails=True)
+    assert len(verdict.tracks) >= 8
+    assert_legend_holds(report_figure(verdict, thumbnails), len(verdict.tracks))
+
+
+def test_a_report_of_twelve_persons_gives_each_its_own_colour_and_entry(face_verdict):
+    """Twelve counted persons, each a copy of the clip's face at another score."""
+    verdict, thumbnails = face_verdict
+    [person] = verdict.tracks
+    tracks, faces = [], []
+    for k in range(12):
+        score = round(0.05 + 0.075 * k, 3)
+        tracks.append(replace(person, track=k, label=f"person {k + 1}", p_fake=score, counted=True, excluded=None))
+        faces += [replace(face, track=k, p_fake=score) for face in verdict.faces]
+    many = replace(verdict, tracks=tracks, faces=faces, deciding_track=11, p_fake=tracks[-1].p_fake)
+    figure = report_figure(many, thumbnails * 12)
+    assert_legend_holds(figure, 12)
+    assert len(axes(figure, "thumbnail")) == 12
