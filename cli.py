@@ -559,6 +559,8 @@ def set_threshold(ensemble_file, faces, dev_set, max_fpr, out, device):
 @click.option("--upload-dir", "tmp_dir", type=click.Path(path_type=Path), default=None,
               help="Where the server makes its own folder for uploads while they are classified, removed at "
                    "shutdown (a killed server's is swept by the next one) [default: the system temp directory].")
+@click.option("--header-timeout", "header_seconds", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="Seconds a connection may take to send a request's headers before it is closed (0: no limit).")
 @click.option("--device", default=None, help="torch device [default: cuda when available].")
 @max_megapixels_option
 def serve(host, port, ensemble_file, device, **server_options):

@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -55,6 +56,7 @@ class ServerConfig:
     upload_min_kb_per_second: float = 10.0  # ... and one slower than this on average, after the grace period
     upload_grace_seconds: float = 30.0
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS  # larger images and video frames get 413, never decoded
+    header_seconds: float = 10.0  # a connection that has not sent a request's headers in this time is closed
 
     def upload_limits(self) -> UploadLimits:
         return UploadLimits(max_bytes=self.max_upload_mb * 2**20, idle_seconds=self.upload_idle_seconds or None,
@@ -161,8 +163,9 @@ def create_app(ensemble: Ensemble, config: ServerConfig = ServerConfig()) -> Fas
         finally:
             folder.close()
 
-    app = FastAPI(title="deepfake-detector", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="deepfake-detector", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Classify videos and images as REAL or FAKE with an ensemble of face classifiers.")
+    app.state.header_seconds = config.header_seconds
     tmp_dir = folder.path
     pool = InferencePool(ensemble, config.workers, config.queue_size, config.max_megapixels)
     uploads = Slots(config.max_uploads)
@@ -187,6 +190,17 @@ def create_app(ensemble: Ensemble, config: ServerConfig = ServerConfig()) -> Fas
     @app.get("/", include_in_schema=False)
     async def index():
         return FileResponse(STATIC / "index.html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon():
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        """Swagger UI from the assets of the `swagger-ui-py` package, served here: the page works offline."""
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title}: API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css", swagger_favicon_url="/favicon.ico")
 
     @app.get(f"/api/{API_VERSION}/health")
     async def health():
@@ -258,7 +272,15 @@ def create_app(ensemble: Ensemble, config: ServerConfig = ServerConfig()) -> Fas
                 upload.path.unlink(missing_ok=True)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_assets()), name="docs-assets")
     return app
+
+
+def swagger_ui_assets() -> Path:
+    """The folder of Swagger UI's JavaScript and CSS inside the installed `swagger-ui-py` package."""
+    import importlib.resources
+
+    return Path(str(importlib.resources.files("swagger_ui") / "static"))
 
 
 def _as_uploaded(verdict: VideoVerdict, server_path: str, filename: str) -> VideoVerdict:
@@ -326,9 +348,54 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run_server(app: FastAPI, sock: socket.socket, log_level: str = "warning") -> None:
-    """Serve `app` on a socket from `listen` until interrupted (Ctrl-C or SIGTERM)."""
+def uvicorn_server(app: FastAPI, sock: socket.socket, log_level: str = "warning"):
+    """A uvicorn Server for `app` on `sock` whose connections must send each request's headers within the
+    app's `header_seconds` (uvicorn has no such limit: a client dribbling headers holds a connection for ever)."""
     import uvicorn
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderDeadline(H11Protocol):
+        """uvicorn's h11 protocol, closing a connection whose request headers are not complete in time."""
+
+        seconds = app.state.header_seconds
+        _deadline = None
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            import h11
+
+            if self.conn.their_state is h11.IDLE:  # (the start of) a request's headers
+                self._arm()
+            super().data_received(data)
+            if self.conn.their_state is not h11.IDLE:  # the headers are complete
+                self._disarm()
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            if self._deadline is None and self.seconds:
+                self._deadline = self.loop.call_later(self.seconds, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _too_slow(self) -> None:
+            self._deadline = None
+            if not self.transport.is_closing():
+                log.info("closed a connection that sent no complete request headers in %g s", self.seconds)
+                self.transport.close()
 
     host, port = sock.getsockname()[:2]
-    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level)).run(sockets=[sock])
+    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, http=HeaderDeadline))
+
+
+def run_server(app: FastAPI, sock: socket.socket, log_level: str = "warning") -> None:
+    """Serve `app` on a socket from `listen` until interrupted (Ctrl-C or SIGTERM)."""
+    uvicorn_server(app, sock, log_level).run(sockets=[sock])

@@ -25,7 +25,7 @@ from ensembles.ensemble import Ensemble
 from pipeline.errors import MediaError
 from pipeline.faces import FaceExtractor
 from tests.conftest import ROOT, shared_data, write_png_bomb, write_video
-from web.app import ServerConfig, create_app, listen
+from web.app import ServerConfig, create_app, listen, uvicorn_server
 from web.upload import OWNER_LOCK, UPLOAD_FOLDER_PREFIX
 
 CHROMIUM = "/usr/bin/chromium"
@@ -291,10 +291,8 @@ def free_port() -> int:
 @contextlib.contextmanager
 def running(app):
     """Serve `app` with uvicorn in a thread, on a socket from web.app.listen; yields the base URL."""
-    import uvicorn
-
     sock = listen("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server = uvicorn_server(app, sock)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     wait_for(lambda: server.started, "the server to start")
@@ -418,6 +416,53 @@ def test_a_crawling_upload_gets_408_after_its_grace_period(ensemble, tmp_path):
         assert status == 408 and "too slow" in body["error"]["message"] and "4 KB/s" in body["error"]["message"]
         assert left_in(uploads) == []
 
+
+
+def test_connections_dribbling_headers_are_closed_and_the_server_still_answers(ensemble, tmp_path):
+    """40 connections sending a request's headers a byte at a time: each is closed once its headers are
+    `header_seconds` late (uvicorn alone kept them open past 60 s); a whole request is answered as before."""
+    with running(create_app(ensemble, ServerConfig(tmp_dir=tmp_path / "u", header_seconds=1))) as url:
+        host, port = url.removeprefix("http://").split(":")
+        dribbling = [socket.create_connection((host, int(port)), timeout=10) for _ in range(40)]
+        for sock in dribbling:
+            sock.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n")
+            sock.setblocking(False)
+        started, still_open = time.monotonic(), set(dribbling)
+        while still_open and time.monotonic() - started < 15:
+            for sock in list(still_open):
+                try:
+                    closed = sock.recv(1024) == b""
+                except BlockingIOError:
+                    closed = False
+                except OSError:
+                    closed = True
+                if not closed:
+                    with contextlib.suppress(OSError):
+                        sock.sendall(b"X")
+                else:
+                    still_open.discard(sock)
+            time.sleep(0.1)
+        closed_after = time.monotonic() - started
+        for sock in dribbling:
+            sock.close()
+        assert not still_open, f"{len(still_open)} of 40 dribbling connections still open after 15 s"
+        assert closed_after < 10
+        assert httpx.get(f"{url}/api/v1/health", timeout=30).json()["status"] == "ok"
+
+
+def test_the_api_docs_and_the_favicon_come_from_this_server(server):
+    """/docs loaded Swagger UI from a CDN (a blank page offline); the page had no favicon (a 404 on every load)."""
+    client, _ = server
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text) + re.findall(r"url: '([^']+)'", page.text)
+    assert len(assets) >= 3 and all(asset.startswith("/") for asset in assets), assets
+    for asset in assets:
+        assert client.get(asset).status_code == 200, asset
+    assert "SwaggerUIBundle" in client.get("/docs-assets/swagger-ui-bundle.js").text
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+    assert 'rel="icon"' in client.get("/").text
 
 # -- `cli.py serve` in a subprocess ------------------------------------------------------------------
 def start_serve(ensemble_file: Path, folder: Path, port: int) -> tuple[subprocess.Popen, str]:
