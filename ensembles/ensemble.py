@@ -397,16 +397,16 @@ class Ensemble:
         timings = {"total": round(total, 3), "decode_and_detect": round(searched - started, 3),
                    "score": round(total - (searched - started), 3)}
         verdict = self._verdict(path, media_type, frames, faces_meta, per_model_probs, timings, damage, detect_scale,
-                                low_confidence_floor(extractor.score_threshold), spans)
+                                low_confidence_floor(extractor.score_threshold), spans, extractor.config.sampling)
         return explained(replace(verdict, duration=duration), extractor.config.sampling), thumbnails
 
     def _verdict(self, path, media_type, n_frames, faces_meta, member_probs, timings, damage: str = "",
                  detect_scale: float = 1.0, low_confidence_below: float = 0.0,
-                 speech: list[tuple[float, float]] | None = None) -> VideoVerdict:
+                 speech: list[tuple[float, float]] | None = None, sampling=None) -> VideoVerdict:
         """The verdict of one file; `damage` (a truncation note, or '') marks it damaged and becomes a warning;
         `detect_scale`: detector pixels per frame pixel (for the track rules); detections scoring below
         `low_confidence_below` are marked low-confidence; `speech`: the file's speech spans in seconds (None: no
-        audio track, or not asked for)."""
+        audio track, or not asked for); `sampling`: how frames were sampled (the low-evidence advice)."""
         common = dict(path=str(path), video_id=path.stem, file_name=path.name, threshold=self.config.threshold,
                       n_frames=n_frames,
                       n_faces=len(faces_meta), media_type=media_type, aggregator=self.config.aggregator.kind,
@@ -440,7 +440,7 @@ class Ensemble:
         # the faces behind the decision: the deciding person's, or every voting person's ("mean", several voting)
         deciding_faces = (next(t.n_faces for t in tracks if t.track == deciding) if deciding is not None
                           else sum(t.n_faces for t in tracks if t.counted))
-        thin = low_evidence_note(media_type, deciding_faces)
+        thin = low_evidence_note(media_type, deciding_faces, sampling)
         tracks = name_tracks(tracks, n_frames, {t: len({p for p, k in zip(positions, track_ids) if k == t})
                                                 for t in set(track_ids)})
         verdict = FAKE if p_fake >= self.config.threshold else REAL

@@ -12,13 +12,21 @@ FAKE, REAL, NO_FACE, ERROR = "FAKE", "REAL", "NO_FACE", "ERROR"
 MIN_EVIDENCE_FACES = 5
 
 
-def low_evidence_note(media_type: str, deciding_faces: int) -> str:
-    """A warning when a video's verdict rests on fewer than MIN_EVIDENCE_FACES faces of the deciding person, else ''."""
+def low_evidence_note(media_type: str, deciding_faces: int, sampling=None) -> str:
+    """A warning when a video's verdict rests on fewer than MIN_EVIDENCE_FACES faces of the deciding person, else
+    ''. It suggests denser sampling than `sampling` (a pipeline.sampling.SamplingConfig; None: the default)."""
     if media_type != "video" or deciding_faces >= MIN_EVIDENCE_FACES:
         return ""
     faces = f"{deciding_faces} scored face" + ("" if deciding_faces == 1 else "s")
+    every = 10 if sampling is None else sampling.every
+    if every is None:
+        denser = f", as does denser sampling with classify-video --frames {2 * sampling.frames}"
+    elif every > 1:
+        denser = f", as does denser sampling with classify-video --every {max(1, every // 2)}"
+    else:
+        denser = ""  # every frame was read already
     return (f"low evidence: the verdict rests on {faces} of the deciding person ({MIN_EVIDENCE_FACES} or more wanted;"
-            f" a longer clip gives more, as does denser sampling with classify-video --every 5)")
+            f" a longer clip gives more{denser})")
 
 
 @dataclass(frozen=True)
@@ -127,6 +135,11 @@ class VideoVerdict:
         """False for an ERROR or a damaged file (classify-* and evaluate-ensemble then exit with status 1)."""
         return self.verdict != ERROR and not self.damaged
 
+    def _tracks_words(self) -> str:
+        """'tracks=3', or 'tracks=8 (5 counted)' when some persons did not vote: the JSON lists them all."""
+        counted = sum(t.counted for t in self.tracks)
+        return f"tracks={len(self.tracks)}" + (f" ({counted} counted)" if counted != len(self.tracks) else "")
+
     def summary_line(self) -> str:
         """The verdict line, then one indented `warning:` line per warning."""
         seconds = self.timings.get("total", 0.0)
@@ -137,5 +150,5 @@ class VideoVerdict:
         else:
             band = f", {self.band}" if self.band else ""
             line = (f"{self.verdict:<8} {self.path}  p_fake={self.p_fake:.3f} (threshold {self.threshold:.3f}{band})"
-                    f"  faces={self.n_faces}  tracks={sum(t.counted for t in self.tracks)}  {seconds:.1f}s")
+                    f"  faces={self.n_faces}  {self._tracks_words()}  {seconds:.1f}s")
         return "\n".join([line, *(f"  warning: {warning}" for warning in self.warnings)])

@@ -125,9 +125,7 @@ def collect_inputs(paths: list[str | os.PathLike]) -> CollectedInputs:
         if path.is_file() or path.is_symlink() and not path.is_dir():
             found.append((path.parent, path))
         elif path.is_dir():
-            for file in sorted(p for p in path.rglob("*") if p.is_file() or p.is_symlink()):
-                if any(part.startswith(".") for part in file.relative_to(path).parts):
-                    continue  # hidden files and folders
+            for file in _files_under(path):
                 if is_media_name(file):
                     found.append((path, file))
                 elif file.name not in LABEL_FILE_NAMES:
@@ -135,6 +133,22 @@ def collect_inputs(paths: list[str | os.PathLike]) -> CollectedInputs:
         else:
             missing.append(path)
     return CollectedInputs(found, skipped, missing)
+
+
+def _files_under(folder: Path) -> list[Path]:
+    """The files under `folder`, sorted, hidden files and folders left out. Symlinked folders are followed,
+    each real folder once (a link back up the tree is not walked again); a broken link is listed (its read
+    then says it is missing)."""
+    files, walked = [], set()
+    for current, folders, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(current)
+        if real in walked:
+            folders[:] = []
+            continue
+        walked.add(real)
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        files += [Path(current, name) for name in names if not name.startswith(".")]
+    return sorted(files)
 
 
 def _preferred_id(root: Path, file: Path) -> str:

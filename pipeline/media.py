@@ -190,6 +190,27 @@ def image_damage(path: Path) -> str:
     return ""
 
 
+# Content often mistaken for media, by the first bytes: (signature, what it is, what to do instead)
+_NOT_MEDIA = ((b"%PDF-", "a PDF document", "export its page as PNG or JPEG"),
+              (b"<svg", "an SVG drawing (vector graphics)", "export it as PNG"),
+              (b"PK\x03\x04", "a ZIP archive (or an Office document)", "unpack it and give the video or image inside"),
+              (b"<!doctype html", "a web page (HTML)", "save the video or image itself, not the page"),
+              (b"<html", "a web page (HTML)", "save the video or image itself, not the page"))
+
+
+def not_media_note(path: Path) -> str:
+    """What the file is when its first bytes show a well-known non-media format (whatever its name), else ''."""
+    with open(path, "rb") as handle:
+        head = handle.read(1024)
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith(b"<?xml") and b"<svg" in text:
+        text = b"<svg"
+    for signature, kind, advice in _NOT_MEDIA:
+        if text.startswith(signature.lower()):
+            return f"not a video or image: the content is {kind}, whatever its name says ({advice})"
+    return ""
+
+
 def _read_image(path: Path, max_pixels: int | None = None) -> np.ndarray | None:
     """Decode `path` as an image (EXIF orientation applied), or None when its content is not an image."""
     if not cv2.haveImageReader(str(path)):  # checks the file's signature, not its name
@@ -372,6 +393,8 @@ class MediaReader:
         if decoder not in DECODERS:
             raise ValueError(f"unknown decoder {decoder!r}; choose one of {DECODERS}")
         _check_readable(self.path)
+        if note := not_media_note(self.path):
+            raise MediaError(f"{self.path}: {note}")
         image = _read_image(self.path, max_pixels)
         if image is not None:
             self._image = image

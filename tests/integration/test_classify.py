@@ -92,6 +92,22 @@ def test_damaged_files_without_a_frame_count_are_flagged(small_ensemble, astrona
     assert times[35] == pytest.approx(1.4) and min(t for t in times.values() if t > 1.6) == pytest.approx(6.6)
 
 
+def test_a_symlinked_folder_is_walked_and_a_link_loop_is_not(small_ensemble, face_clip, tmp_path):
+    """A symlinked folder of clips was skipped as 'not a video or image name'."""
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    shutil.copy(face_clip, clips / "a.mp4")
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "linked").symlink_to(clips, target_is_directory=True)
+    (inputs / "loop").symlink_to(inputs, target_is_directory=True)  # back up the tree: walked once, not for ever
+    result = CliRunner().invoke(main, ["classify-video", str(inputs), "--ensemble", str(small_ensemble)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [line.split()[1] for line in lines if line.split()[0] in ("REAL", "FAKE")] == [str(inputs / "linked" / "a.mp4")]
+    assert "not a video or image name" not in result.output
+
+
 def test_an_unexpected_exception_is_an_internal_error_and_a_bad_file_is_not(small_ensemble, face_clip, tmp_path,
                                                                           monkeypatch):
     (tmp_path / "broken.mp4").write_text("not a video")

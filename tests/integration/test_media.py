@@ -47,6 +47,20 @@ def test_text_file_is_refused_by_both(decoder, tmp_path):
         MediaReader(path, decoder=decoder)
 
 
+@pytest.mark.parametrize("kind, words", [("pdf", "a PDF document"), ("svg", "an SVG drawing .vector graphics.")])
+def test_a_document_named_like_a_photo_is_called_what_it_is(tmp_path, kind, words):
+    """A PDF or SVG renamed .jpg was told "the video has no decodable picture stream"."""
+    from matplotlib.figure import Figure
+
+    figure = Figure()
+    figure.add_subplot().plot([0, 1], [1, 0])
+    drawing = tmp_path / f"drawing.{kind}"
+    figure.savefig(drawing)
+    photo = drawing.rename(tmp_path / "photo.jpg")
+    with pytest.raises(MediaError, match=f"photo.jpg: not a video or image: the content is {words}, whatever its name"):
+        MediaReader(photo)
+
+
 def test_sparse_sampling_of_an_intact_video_is_not_called_truncated(face_clip):
     """--frames 1 stops decoding after the middle frame on purpose: that is no sign of damage."""
     with MediaReader(face_clip) as reader:

@@ -9,7 +9,8 @@ import torch
 from ensembles.aggregate import Aggregator
 from ensembles.ensemble import Ensemble, EnsembleConfig
 from ensembles.report import ReportNames
-from ensembles.verdict import MIN_EVIDENCE_FACES, VideoVerdict, low_evidence_note
+from ensembles.verdict import MIN_EVIDENCE_FACES, TrackScore, VideoVerdict, low_evidence_note
+from pipeline.sampling import SamplingConfig
 
 
 def judge(policy, positions, boxes, probs, aggregator="mean"):
@@ -70,6 +71,11 @@ def test_low_evidence_rule_counts_the_deciding_faces_of_a_video():
     assert "1 scored face of" in low_evidence_note("video", 1)
     assert low_evidence_note("video", MIN_EVIDENCE_FACES) == ""
     assert low_evidence_note("image", 1) == ""  # a photo holds one face per person by nature
+    # the advice is denser than the sampling that was used, or none when every frame was read
+    assert low_evidence_note("video", 2).endswith("denser sampling with classify-video --every 5)")
+    assert low_evidence_note("video", 2, SamplingConfig(every=5)).endswith("classify-video --every 2)")
+    assert low_evidence_note("video", 2, SamplingConfig(every=None, frames=8)).endswith("--frames 16)")
+    assert low_evidence_note("video", 2, SamplingConfig(every=1)).endswith("a longer clip gives more)")
 
 
 def one_verdict(**fields) -> VideoVerdict:
@@ -88,6 +94,13 @@ def test_warnings_follow_the_verdict_line_and_reach_the_json():
     assert (data["damaged"], data["low_evidence"], data["report"]) == (True, False, None)
     assert not verdict.complete and one_verdict().complete and not one_verdict(verdict="ERROR").complete
     assert one_verdict().summary_line().count("\n") == 0
+
+
+def test_the_summary_line_counts_every_person_the_json_lists():
+    tracks = [TrackScore(track=k, p_fake=0.5, n_faces=6, first_frame=0, last_frame=5, counted=k < 2,
+                         excluded=None if k < 2 else "short") for k in range(3)]
+    assert "  tracks=3 (2 counted)  " in one_verdict(tracks=tracks).summary_line()
+    assert "  tracks=2  " in one_verdict(tracks=tracks[:2]).summary_line()
 
 
 def test_report_names_are_unique_and_deterministic(tmp_path):
