@@ -771,3 +771,22 @@ def test_upload_page_in_headless_chromium(browser, live_server, face_clip):
     assert page.locator("#timeline svg polyline").count() >= 1
     page.close()
     assert left_in(uploads) == []
+
+
+def test_the_api_docs_render_offline_and_no_page_asks_for_a_missing_file(browser, live_server):
+    """/docs drew a blank page without the internet (Swagger UI came from a CDN); every page load asked for a
+    favicon that did not exist (a 404 in the console)."""
+    url, _ = live_server
+    context = browser.new_context()
+    outside, failed = [], []
+    context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(url)
+                  else (outside.append(route.request.url), route.abort()))
+    page = context.new_page()
+    page.on("response", lambda response: failed.append(response.url) if response.status >= 400 else None)
+    page.goto(url)
+    page.wait_for_load_state("networkidle")
+    page.goto(f"{url}/docs")
+    page.wait_for_selector(".opblock", timeout=30_000)  # Swagger UI drew the operations
+    assert page.locator(".opblock").count() >= 4 and "/api/v1/classify" in page.inner_text(".swagger-ui")
+    context.close()
+    assert outside == [] and failed == []
