@@ -353,7 +353,7 @@ def video_sampling_options(command):
 
 CLASSIFY_EXIT_STATUS = """Exit status: 0 when every file was classified (REAL, FAKE or NO_FACE) from a complete read;
     1 when any path gave an ERROR (unreadable, not found, a folder without media), any file was damaged
-    (fewer frames decoded than it announced: its verdict is printed, with a warning) or a report could not
+    (a video shorter than it announced, an image cut short: its verdict is printed, with a warning) or a report could not
     be written; 2 on usage errors. A low-evidence warning does not change the exit status."""
 
 
@@ -392,7 +392,8 @@ def classify_video(**options):
     PATHS are files or directories. Faces are found and cropped exactly as for training, scored by each
     net of the ensemble, combined, aggregated per face track, and the most suspicious track decides.
     A file with no face is NO_FACE. A verdict resting on fewer than 5 faces of the deciding person is
-    flagged low-evidence; a file that decoded short of its announced length is flagged damaged.
+    flagged low-evidence; a file that decoded short of its announced length (or an image cut short) is
+    flagged damaged.
     """
     run_classification(images_only=False, **options)
 
