@@ -296,7 +296,7 @@ def export_checkpoint(source, destination, half, split_file):
 def self_blend_grid(**options):
     """Write a PNG grid of REAL faces, their blend masks and self-blended pseudo-fakes (what --fakes
     self-blend trains on)."""
-    from models.selfblend import write_self_blend_grid
+    from models.blend_grid import write_self_blend_grid
 
     click.echo(f"wrote {write_self_blend_grid(**options)}")
 
@@ -361,20 +361,16 @@ def run_classification(paths, ensemble_file, as_json, report_dir, threshold, dev
                        dask_workers=None, every=None, frames=None, redetect_every=None, max_megapixels=None):
     """Load the ensemble, classify every path, print one line (or JSON object) each as it is ready; exit 1 if
     any failed. On a Dask cluster the workers load the ensemble on `device`; this process only reads it."""
-    from ensembles.classify import classify_paths
-    from ensembles.ensemble import Ensemble
+    from ensembles.detector import Detector
 
     if every is not None and frames is not None:
         raise UsageError("--every and --frames cannot be used together")
     cluster = build_cluster_config(scheduler, dask_workers)
-    ensemble = Ensemble.load(ensemble_file, device=device if cluster is None else "cpu")
-    if threshold is not None:
-        ensemble = ensemble.with_threshold(threshold)
-    sampling = f"every{every}" if every else (f"frames{frames}" if frames else None)
+    detector = Detector(ensemble_file, device=device if cluster is None else "cpu", threshold=threshold, every=every,
+                        frames=frames, redetect_every=redetect_every, max_megapixels=max_megapixels)
     failed = 0
-    for verdict in classify_paths(list(paths), ensemble, report_dir=report_dir, images_only=images_only,
-                                  cluster=cluster, worker_device=device, sampling=sampling,
-                                  redetect_every=redetect_every, max_megapixels=max_megapixels):
+    for verdict in detector.classify_paths(paths, report_dir=report_dir, images_only=images_only, cluster=cluster,
+                                           worker_device=device):
         report_lost = report_dir is not None and verdict.verdict != "ERROR" and verdict.report is None
         failed += not verdict.complete or report_lost
         click.echo(verdict.to_json() if as_json else verdict.summary_line())

@@ -37,10 +37,24 @@ from tqdm import tqdm
 
 from bench.common import SHARED, table
 from bench.crosssource import DATASET as CROSSSOURCE, FAMILIES
-from bench.track_motion import DFDC, REAL_TALKING, default_clips, track_rows
 from ensembles.ensemble import Ensemble
-from ensembles.motion import MIN_MOTION_FACES, fit_mouth_motion
+from ensembles.motion import MIN_MOTION_FACES, fit_mouth_motion, track_rows
 from pipeline.faces import FaceExtractor
+
+REAL_TALKING = SHARED / "real_talking"
+DFDC = SHARED / "dfdc_videos"
+
+
+def default_clips() -> list[tuple[str, Path]]:
+    """(group, path): the calibration clips, the photo clip, then the other DFDC clips as a check."""
+    clips = [("real_talking", path) for path in sorted(REAL_TALKING.glob("*")) if path.suffix.lower() in
+             (".mp4", ".mpg", ".avi", ".mov", ".mkv", ".webm")]
+    clips.append(("real DFDC", DFDC / "lynaeydofd.mp4"))
+    clips.append(("photo clip", DFDC / "yhffcuhhjy.mp4"))
+    clips += [("DFDC fake (check)", path) for path in sorted(DFDC.glob("*.mp4"))
+              if path.stem not in ("lynaeydofd", "yhffcuhhjy")]
+    return clips
+
 
 CALIBRATION = ("real_talking", "real DFDC")
 

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 def classify_paths(paths: list[str | os.PathLike], ensemble: Ensemble, report_dir: Path | None = None,
                    images_only: bool = False, cluster: ClusterConfig | None = None, worker_device: str | None = None,
-                   **face_overrides) -> Iterator[VideoVerdict]:
+                   extractor: FaceExtractor | None = None, **face_overrides) -> Iterator[VideoVerdict]:
     """Verdicts for every video or image under `paths`, in order; bad files give ERROR verdicts.
 
     Every named path is answered: a path that does not exist, and a folder holding no video or image
@@ -31,7 +31,8 @@ def classify_paths(paths: list[str | os.PathLike], ensemble: Ensemble, report_di
     recorded in the verdict's `report`; a report that cannot be written leaves `report` None and a warning.
     `cluster`: classify on a Dask cluster instead, one task per file (see `_classify_on_cluster`); verdicts then
     come in the order files finish, and `worker_device` is the torch device the workers load the ensemble on
-    (None: cuda where a worker has one).
+    (None: cuda where a worker has one). `extractor`: the face extractor to use (one made for the ensemble's
+    face configuration with `face_overrides` otherwise).
     """
     if report_dir is not None and Path(report_dir).exists() and not Path(report_dir).is_dir():
         raise UsageError(f"--report {report_dir}: exists and is not a directory")
@@ -49,7 +50,7 @@ def classify_paths(paths: list[str | os.PathLike], ensemble: Ensemble, report_di
         yield from _classify_on_cluster(collected.found, ensemble, ensemble.face_config(**face_overrides), report_dir,
                                         images_only, cluster, worker_device)
         return
-    extractor = FaceExtractor(ensemble.face_config(**face_overrides), device=str(ensemble.device))
+    extractor = extractor or FaceExtractor(ensemble.face_config(**face_overrides), device=str(ensemble.device))
     names = ReportNames()
     for root, path in collected.found:
         verdict, thumbnails = ensemble.classify(path, extractor, keep_thumbnails=report_dir is not None,

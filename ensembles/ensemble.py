@@ -30,7 +30,7 @@ from pipeline.audio import during_speech, speech_spans
 from pipeline.cache import write_atomic
 from pipeline.errors import DataError, MediaError, UsageError
 from pipeline.faces import FIELDS_ADDED_LATER, FaceConfig, FaceExtractor
-from pipeline.media import MediaReader
+from pipeline.media import ArrayReader, MediaReader
 from pipeline.sampling import SamplingConfig
 
 log = logging.getLogger(__name__)
@@ -341,13 +341,15 @@ class Ensemble:
         config = replace(self.config, threshold=threshold, threshold_rule=f"set by the user to {threshold}")
         return Ensemble(config, self.members, self.device, self.source)
 
-    def classify(self, path: str | Path, extractor: FaceExtractor | None = None, keep_thumbnails: bool = False,
-                 expected_type: str | None = None):
-        """Classify one video or image. Returns (VideoVerdict, thumbnails); never raises on a bad file.
+    def classify(self, source: str | Path | ArrayReader, extractor: FaceExtractor | None = None,
+                 keep_thumbnails: bool = False, expected_type: str | None = None):
+        """Classify one video or image: a file, or pictures in memory (an `ArrayReader`). Returns (VideoVerdict,
+        thumbnails); never raises on a bad file.
 
         `expected_type` given ("image" or "video"): a file of the other kind is an ERROR verdict.
         """
-        path = Path(path)
+        in_memory = isinstance(source, ArrayReader)
+        path = source.path if in_memory else Path(source)
         started = time.perf_counter()
         extractor = extractor or FaceExtractor(self.face_config(), device=str(self.device))
         frames, faces_meta, crops, thumbnails = 0, [], [], []
@@ -355,13 +357,13 @@ class Ensemble:
         scored: list[Future] = []
         media_type, damage, detect_scale, duration, speech = "", "", 1.0, None, None
         try:
-            with MediaReader(path, max_pixels=extractor.config.max_pixels) as reader:
+            with source if in_memory else MediaReader(path, max_pixels=extractor.config.max_pixels) as reader:
                 if expected_type is not None and reader.info.media_type != expected_type:
                     raise MediaError(f"{path}: is a {reader.info.media_type}, not an {expected_type}"
                                      f" (use classify-{reader.info.media_type})")
                 media_type = reader.info.media_type
                 duration = reader.info.duration
-                if self.judges_speech and media_type == "video":  # before the first crops reach the scorer
+                if self.judges_speech and media_type == "video" and not in_memory:  # before crops reach the scorer
                     speech = scorer.submit(speech_spans, path, None if duration is None else duration + 1.0)
                 found = extractor.faces_in_file(reader)
                 with closing(found):  # on every path its decoding thread is joined before the reader closes

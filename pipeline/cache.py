@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import DataError, UsageError
+from pipeline.faces import FaceConfig
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +57,17 @@ def cache_dir_name(config_fields: dict) -> str:
     return f"{config_fields['detector']}-{config_key(config_fields)}"
 
 
+DEFAULT_JPEG_QUALITY = 95  # of the crops a cache holds
+
+
+def cache_fields(faces: FaceConfig, jpeg_quality: int = DEFAULT_JPEG_QUALITY) -> dict:
+    """The settings that name a cache: how faces are found and cropped, and how the crops are stored."""
+    return {**faces.cache_key_fields(), "jpeg_quality": jpeg_quality}
+
+
 def default_cache_name() -> str:
     """The directory name `extract` gives the cache made with its default settings (e.g. `mtcnn-0463e6a4ab`)."""
-    from pipeline.extract import ExtractConfig  # imported here: pipeline.extract imports this module
-
-    return cache_dir_name(ExtractConfig().cache_fields())
+    return cache_dir_name(cache_fields(FaceConfig()))
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from pebble import ProcessExpired, ProcessPool
 from tqdm import tqdm
 
-from pipeline.cache import FaceCache, crop_relpath, write_jpeg_atomic
+from pipeline.cache import DEFAULT_JPEG_QUALITY, FaceCache, cache_fields, crop_relpath, write_jpeg_atomic
 from pipeline.dask_cluster import ClusterConfig
 from pipeline.detectors import cuda_expected
 from pipeline.errors import DataError, DeepfakeError, MediaError, UsageError
@@ -43,7 +43,7 @@ class ExtractConfig:
     workers: int = 0  # 0: one per CPU core
     labels_csv: Path | None = None
     device: str | None = None
-    jpeg_quality: int = 95
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY
     cluster: ClusterConfig | None = None  # None: this machine's process pool (`workers`); else a Dask cluster
 
     def __post_init__(self):
@@ -56,7 +56,7 @@ class ExtractConfig:
             raise UsageError(f"--jpeg-quality must lie in [50, 100], got {self.jpeg_quality}")
 
     def cache_fields(self) -> dict:
-        return {**self.faces.cache_key_fields(), "jpeg_quality": self.jpeg_quality}
+        return cache_fields(self.faces, self.jpeg_quality)
 
 
 @dataclass(frozen=True)

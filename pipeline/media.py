@@ -363,6 +363,65 @@ def _pyav_available() -> bool:
     return importlib.util.find_spec("av") is not None
 
 
+class ArrayReader:
+    """Frames already in memory, read as `MediaReader` reads a file: one picture is an image, a sequence of
+    pictures a video at `fps` frames a second. Pictures are BGR uint8 arrays (H, W, 3), as OpenCV gives them,
+    greyscale arrays (H, W), or PIL images; a video's frames all share one size."""
+
+    def __init__(self, pictures, fps: float | None = None, name: str = "frames",
+                 max_pixels: int | None = int(DEFAULT_MAX_MEGAPIXELS * 1e6)):
+        self.path = Path(name)
+        single = not isinstance(pictures, (list, tuple)) and not (isinstance(pictures, np.ndarray) and pictures.ndim == 4)
+        self._pictures = [_as_bgr(p, self.path) for p in ([pictures] if single else list(pictures))]
+        if not self._pictures:
+            raise MediaError(f"{self.path}: no frames given")
+        height, width = self._pictures[0].shape[:2]
+        if any(p.shape[:2] != (height, width) for p in self._pictures):
+            raise MediaError(f"{self.path}: the frames differ in size; a video's frames share one size")
+        check_pixels(self.path, width, height, max_pixels, "frames" if not single else "an image")
+        if single:
+            self.info = MediaInfo("image", width, height, 0.0, 1)
+            return
+        if fps is None or fps <= 0:
+            raise MediaError(f"{self.path}: give the frames' rate (fps) so that their times are known")
+        count = len(self._pictures)
+        self.info = MediaInfo("video", width, height, float(fps), count, round(count / fps, 3))
+
+    def __enter__(self) -> "ArrayReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        pass
+
+    def frames(self, sampling: SamplingConfig) -> Iterator[Frame]:
+        if self.info.media_type == "image":
+            yield Frame(0, 0.0, self._pictures[0])
+            return
+        for index in sample_indices(len(self._pictures), sampling):
+            yield Frame(index, round(index / self.info.fps, 4), self._pictures[index])
+
+    def truncation_note(self) -> str:
+        return ""
+
+
+def _as_bgr(picture, name: Path) -> np.ndarray:
+    """A BGR uint8 (H, W, 3) array of a picture given as BGR/greyscale array or PIL image; MediaError otherwise."""
+    if not isinstance(picture, np.ndarray) and hasattr(picture, "convert"):  # a PIL image (RGB order)
+        return cv2.cvtColor(np.asarray(picture.convert("RGB")), cv2.COLOR_RGB2BGR)
+    if not isinstance(picture, np.ndarray):
+        raise MediaError(f"{name}: expected numpy arrays or PIL images, got {type(picture).__name__}")
+    if picture.dtype != np.uint8:
+        raise MediaError(f"{name}: expected uint8 pixels (0-255), got {picture.dtype}")
+    if picture.ndim == 2:
+        return cv2.cvtColor(picture, cv2.COLOR_GRAY2BGR)
+    if picture.ndim != 3 or picture.shape[2] not in (3, 4):
+        raise MediaError(f"{name}: expected (H, W, 3) BGR or (H, W) greyscale arrays, got shape {picture.shape}")
+    return np.ascontiguousarray(picture[:, :, :3])
+
+
 DECODERS = ("auto", "pyav", "opencv")
 
 

@@ -162,16 +162,16 @@ def test_usage_errors(face_clip, args, message):
 
 def test_redetect_every_reaches_the_face_search(small_ensemble, face_clip, monkeypatch):
     """The ensemble file's setting by default, the option's when given; the verdict stays the same."""
-    import ensembles.classify
+    import ensembles.detector
 
     used = []
 
-    class RecordingExtractor(ensembles.classify.FaceExtractor):  # the real extractor, noting its setting
+    class RecordingExtractor(ensembles.detector.FaceExtractor):  # the real extractor, noting its setting
         def __init__(self, config, *args, **kwargs):
             used.append(config.redetect_every)
             super().__init__(config, *args, **kwargs)
 
-    monkeypatch.setattr(ensembles.classify, "FaceExtractor", RecordingExtractor)
+    monkeypatch.setattr(ensembles.detector, "FaceExtractor", RecordingExtractor)
     verdicts = [json_lines(classify("classify-video", face_clip, "--ensemble", small_ensemble, "--json", *extra)
                            .output)[0] for extra in ([], ["--redetect-every", "1"], ["--redetect-every", "3"])]
     assert used == [2, 1, 3]
