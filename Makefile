@@ -9,7 +9,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-.PHONY: setup browser demo test
+.PHONY: setup browser demo test weights
 setup: $(VENV)/.installed
 
 # Debian's chromium drives the browser test; without it (no root, no apt) that one test skips.
@@ -31,3 +31,9 @@ test: setup browser
 .PHONY: gpu-check
 gpu-check: setup
 	$(PY) -m bench.gpu_check
+
+# The shipped weights rebuilt from ../shared/data on this machine's CPU (about six hours; stop and rerun at will:
+# done steps are kept, training resumes), into runs/recipe/weights. `make weights ARGS=--check` compares them
+# with models/weights; `ARGS=--dry-run` lists the commands.
+weights: setup
+	$(PY) -m models.recipe $(ARGS)
