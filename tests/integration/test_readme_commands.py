@@ -1,13 +1,15 @@
-"""The documented commands stay true: every one is accepted by the CLI, and the README's sequence runs.
+"""The documented commands stay true: every one is accepted by the CLI, and the documented sequences run.
 
-Commands are read from the fenced code blocks and inline code of README.md, models/weights/MODEL_CARD.md
-and models/weights/README.md, and from the Makefile: any `.venv/bin/python cli.py ...`, `python cli.py ...`,
-`cli.py ...` or `deepfake-verdict ...`. A renamed or removed command or option fails here.
+Commands are read from the fenced code blocks and inline code of README.md, every page of docs/,
+models/weights/MODEL_CARD.md and models/weights/README.md, and from the Makefile: any
+`.venv/bin/python cli.py ...`, `python cli.py ...`, `cli.py ...` or `deepfake-verdict ...`. A renamed or
+removed command or option fails here. The README's training sequence and its Python example run verbatim.
 """
 from __future__ import annotations
 
 import configparser
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -27,7 +29,8 @@ from pipeline.cache import default_cache_name
 from pipeline.sample import astronaut_bgr, write_sample_clip
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = ("README.md", "models/weights/MODEL_CARD.md", "models/weights/README.md", "Makefile")
+DOCS = ("README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md")),
+        "models/weights/MODEL_CARD.md", "models/weights/README.md", "Makefile")
 DIST_NAME = "deepfake-verdict"  # `deepfake-detector` on PyPI is an unrelated project
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.S | re.M)
 
@@ -80,7 +83,7 @@ def parse_without_running(argv: list[str]) -> None:
 
 def test_the_documents_hold_the_commands_this_test_checks():
     docs = {where.split(":")[0] for where, _ in ALL_COMMANDS}
-    assert docs == set(DOCS)
+    assert {"README.md", "docs/training.md", "docs/classifying.md", "docs/scaling.md", "Makefile"} <= docs <= set(DOCS)
     names = {argv[0] for _, argv in ALL_COMMANDS}
     assert {"extract", "train", "evaluate", "classify-video", "classify-image", "build-ensemble", "serve",
             "evaluate-ensemble", "make-sample"} <= names
@@ -120,9 +123,9 @@ def option(argv: list[str], name: str) -> str | None:
     return argv[argv.index(name) + 1] if name in argv else None
 
 
-def readme(predicate) -> list[list[str]]:
-    found = [argv for _, argv in documented_commands("README.md") if predicate(argv)]
-    assert found, "the README no longer documents this step"
+def documented(doc: str, predicate) -> list[list[str]]:
+    found = [argv for _, argv in documented_commands(doc) if predicate(argv)]
+    assert found, f"{doc} no longer documents this step"
     return found
 
 
@@ -161,39 +164,76 @@ def workdir(tmp_path, monkeypatch) -> Path:
     return work
 
 
-def test_readme_sequence_runs_verbatim_beside_the_model_card_cache(workdir):
-    """Verbatim but for: tiny data in the inputs' places; `--workers 1 --quiet` added to extract (the output
-    is the same whatever the worker count); `--epochs 1 --threads 1 --quiet` added to train (and
-    `--epochs 2` to the resume step). The evaluate on `other_faces/` (another dataset) is not run."""
-    # the model card's extract first, so that data/faces holds a second, non-default cache
-    card_extract = [argv for _, argv in documented_commands("models/weights/MODEL_CARD.md")
-                    if argv[0] == "extract" and argv[argv.index("--out") + 1] == "data/faces"]
-    assert len(card_extract) == 1
-    assert cache_line(run(card_extract[0] + ADDED_TO_EXTRACT)) == "data/faces/mtcnn-3fd855f0a0"  # the name the card's commands use
-
-    [extract] = readme(lambda argv: argv[0] == "extract" and "data/raw_videos/" in argv)
+def test_the_training_page_sequence_runs_verbatim_beside_another_cache(workdir):
+    """docs/training.md's extract -> train -> evaluate, verbatim but for: tiny data in the inputs' places;
+    `--workers 1 --quiet` added to extract (the output is the same whatever the worker count); `--epochs 1
+    --threads 1 --quiet` added to train (and `--epochs 2` to the resume step). The evaluate on `other_faces/`
+    (another dataset) is not run."""
+    [extract] = documented("docs/training.md", lambda argv: argv[0] == "extract" and "data/raw_videos/" in argv)
+    # first a cache of other settings in data/faces: `--faces data/faces` must then pick the default one
+    assert cache_line(run(extract + ["--redetect-every", "1"] + ADDED_TO_EXTRACT)) != f"data/faces/{default_cache_name()}"
     default_cache = cache_line(run(extract + ADDED_TO_EXTRACT))
     assert default_cache == f"data/faces/{default_cache_name()}"
 
-    trains = readme(lambda argv: argv[0] == "train" and "--resume" not in argv)
+    trains = documented("docs/training.md", lambda argv: argv[0] == "train" and "--resume" not in argv
+                        and "--init-from" not in argv and "--blend-outlines" not in argv)
     assert any(option(argv, "--faces") == "data/faces" for argv in trains)
     for argv in trains:
         run(argv + ADDED_TO_TRAIN)
-    for argv in readme(lambda argv: argv[0] == "train" and "--resume" in argv):
+    for argv in documented("docs/training.md", lambda argv: argv[0] == "train" and "--resume" in argv):
         assert "resuming" in run(argv + ADDED_TO_TRAIN + ["--epochs", "2"])
     for run_dir in [Path("runs/minivgg"), *Path("runs").glob("resnet-*")]:
         assert json.loads((run_dir / "config.json").read_text())["cache_dir"] == default_cache
     assert [e["epoch"] for e in json.loads(Path("runs/minivgg/metrics.json").read_text())["epochs"]] == [1, 2]
 
-    evaluations = readme(lambda argv: argv[0] == "evaluate" and option(argv, "--faces") == "data/faces")
+    evaluations = documented("docs/training.md",
+                             lambda argv: argv[0] == "evaluate" and option(argv, "--faces") == "data/faces")
     for argv in evaluations:
         assert f"on {default_cache}" in run(argv)
 
-    # the model card's first training command on the cache its extract made (the LeNet of its history)
-    card_train = next(argv for _, argv in documented_commands("models/weights/MODEL_CARD.md")
-                      if argv[0] == "train" and option(argv, "--faces") == "data/faces/mtcnn-3fd855f0a0")
-    run(card_train + ADDED_TO_TRAIN)
-    assert json.loads(Path("runs/lenet/config.json").read_text())["cache_dir"] == "data/faces/mtcnn-3fd855f0a0"
+
+def readme_block(heading: str, language: str) -> str:
+    """The first fenced `language` block under the README's `## heading`."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return re.search(rf"^```{language}\n(.*?)^```", section, re.S | re.M).group(1)
+
+
+def test_the_readme_training_sequence_runs_verbatim(workdir):
+    """"Train on your own data": extract -> train two nets -> build-ensemble -> set-threshold -> classify,
+    verbatim but for tiny data in the inputs' places (my_videos/, the development set, clip.mp4) and the
+    flags added to extract and train as above."""
+    for k in range(6):
+        for label in ("real", "fake"):
+            write_sample_clip(workdir / "my_videos" / label / f"{label}{k}.mp4", seconds=1.4, fps=15)
+    dev = workdir.parent / "shared" / "data" / "selection_dev"
+    for name in ("r0.mp4", "r1.mp4", "f0.mp4"):
+        write_sample_clip(dev / name, seconds=1.4, fps=15)
+    pd.DataFrame({"file": ["r0.mp4", "r1.mp4", "f0.mp4"], "label": ["REAL", "REAL", "FAKE"],
+                  "family": ["", "", "face swap"]}).to_csv(dev / "labels.csv", index=False)
+    write_sample_clip(workdir / "clip.mp4", seconds=1.4, fps=15)
+    block = re.sub(r"\\\n\s*", " ", readme_block("Train on your own data", "bash"))
+    steps = [cli_argv(line) for line in block.splitlines() if cli_argv(line)]
+    assert [argv[0] for argv in steps] == ["extract", "train", "train", "build-ensemble", "set-threshold",
+                                           "classify-video"]
+    for argv in steps:
+        extra = ADDED_TO_EXTRACT if argv[0] == "extract" else ADDED_TO_TRAIN if argv[0] == "train" else []
+        output = run(argv + extra)
+    assert output.split()[0] in ("REAL", "FAKE") and "clip.mp4" in output
+    assert json.loads(Path("runs/ensemble.json").read_text())["metrics"]["false_alarm_budget"]["max_fpr"] == 0.05
+
+
+def test_the_readme_python_example_runs_verbatim(tmp_path):
+    """The Python API example, as written, in a folder holding the sample clip `make demo` makes."""
+    run(["make-sample", str(tmp_path / "data" / "raw_videos" / "sample_astronaut.mp4")])
+    example = readme_block("Python API", "python")
+    result = subprocess.run([sys.executable, "-c", example + "\nprint(report['verdict'], report['file_name'])"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[0] in ("REAL", "FAKE") and lines[1].startswith(lines[0].split()[0])
+    assert lines[-1].endswith("sample_astronaut.mp4")
 
 
 # -- the distribution and its command -------------------------------------------------------------------
