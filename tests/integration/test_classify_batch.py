@@ -90,13 +90,13 @@ def test_truncated_mp4_is_flagged_damaged(small_ensemble, six_second_clips):
     assert intact["n_faces"] == 9
     assert damaged["verdict"] in ("REAL", "FAKE") and damaged["damaged"] is True
     assert 0 < damaged["n_faces"] < 9
-    assert any("of 90 announced frames" in w for w in damaged["warnings"])
+    assert any("s of the 6.0 s the file announces (truncated or damaged" in w for w in damaged["warnings"])
 
     text = run("classify-video", cut, "--ensemble", small_ensemble)
     assert text.exit_code == 1
     verdict_line, warning = text.output.splitlines()[:2]
     assert verdict_line.split()[0] in ("REAL", "FAKE") and "cut.mp4" in verdict_line
-    assert warning.startswith("  warning: decoded ") and "of 90 announced frames" in warning
+    assert warning.startswith("  warning: decoded ") and "s of the 6.0 s the file announces" in warning
 
 
 def test_intact_file_exits_zero(small_ensemble, six_second_clips):
