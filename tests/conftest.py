@@ -93,6 +93,19 @@ def write_gap_mkv(path, gap_seconds: float = 5.0):
     return path
 
 
+def write_labelled_set(folder: Path, clip: Path, photo: np.ndarray, fakes: dict[str, np.ndarray], labels: str) -> Path:
+    """A labelled set as selection_dev is laid out: real/clip.mp4 (a copy of `clip`), real/photo.jpg (`photo`),
+    fake/NAME.jpg for each of `fakes`, and `labels` as its labels.csv."""
+    (folder / "real").mkdir(parents=True)
+    (folder / "fake").mkdir()
+    (folder / "real" / "clip.mp4").write_bytes(clip.read_bytes())
+    cv2.imwrite(str(folder / "real" / "photo.jpg"), photo)
+    for name, image in fakes.items():
+        cv2.imwrite(str(folder / "fake" / f"{name}.jpg"), image)
+    (folder / "labels.csv").write_text(labels)
+    return folder
+
+
 def write_png_bomb(path: Path, side: int = 20000) -> Path:
     """A valid 1-bit PNG of side x side black pixels: about 1 MB on disk, 1.2 GB once decoded to BGR."""
     import struct

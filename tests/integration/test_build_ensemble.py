@@ -13,6 +13,7 @@ import pytest
 from ensembles.build import _compare_combiners, self_blend_crops
 from models.data import labelled_faces
 from pipeline.cache import load_manifest
+from tests.conftest import write_labelled_set
 from tests.integration.test_train import astronaut_pairs, cli, make_cache
 
 
@@ -185,13 +186,8 @@ def test_set_threshold_keeps_the_dev_sets_reals_within_the_budget(members, cache
     from ensembles.ensemble import Ensemble
 
     assert build(members, cache, tmp_path / "nets" / "ensemble.json").exit_code == 0
-    dev = tmp_path / "dev"
-    (dev / "real").mkdir(parents=True)
-    (dev / "fake").mkdir()
-    (dev / "real" / "clip.mp4").write_bytes(face_clip.read_bytes())
-    cv2.imwrite(str(dev / "real" / "photo.jpg"), astronaut)
-    cv2.imwrite(str(dev / "fake" / "photo.jpg"), cv2.GaussianBlur(astronaut, (0, 0), 3))
-    (dev / "labels.csv").write_text("file,label\nreal/clip.mp4,REAL\nreal/photo.jpg,REAL\nfake/photo.jpg,FAKE\n")
+    dev = write_labelled_set(tmp_path / "dev", face_clip, astronaut, {"photo": cv2.GaussianBlur(astronaut, (0, 0), 3)},
+                             "file,label\nreal/clip.mp4,REAL\nreal/photo.jpg,REAL\nfake/photo.jpg,FAKE\n")
     out = tmp_path / "elsewhere" / "ensemble.json"
     result = cli("set-threshold", "--ensemble", tmp_path / "nets" / "ensemble.json", "--faces", cache,
                  "--dev-set", dev, "--max-fpr", 0, "--out", out, "--device", "cpu")

@@ -4,19 +4,15 @@ import cv2
 import pandas as pd
 
 from bench.choose import main
-from tests.conftest import make_small_ensemble, run_main
+from tests.conftest import make_small_ensemble, run_main, write_labelled_set
 
 
 def test_candidates_are_scored_per_family_from_a_scoring_cache_of_their_own(tmp_path, face_clip, astronaut):
-    data = tmp_path / "set"
-    (data / "real").mkdir(parents=True)
-    (data / "fake").mkdir()
-    (data / "real" / "clip.mp4").write_bytes(face_clip.read_bytes())
-    cv2.imwrite(str(data / "real" / "photo.jpg"), astronaut)
-    cv2.imwrite(str(data / "fake" / "blurred.jpg"), cv2.GaussianBlur(astronaut, (0, 0), 3))
-    cv2.imwrite(str(data / "fake" / "dark.jpg"), (astronaut * 0.5).astype("uint8"))
-    (data / "labels.csv").write_text("file,label,family,group\nreal/clip.mp4,REAL,real,a\nreal/photo.jpg,REAL,real,b\n"
-                                     "fake/blurred.jpg,FAKE,blur,b\nfake/dark.jpg,FAKE,dark,b\n")
+    data = write_labelled_set(
+        tmp_path / "set", face_clip, astronaut,
+        {"blurred": cv2.GaussianBlur(astronaut, (0, 0), 3), "dark": (astronaut * 0.5).astype("uint8")},
+        "file,label,family,group\nreal/clip.mp4,REAL,real,a\nreal/photo.jpg,REAL,real,b\n"
+        "fake/blurred.jpg,FAKE,blur,b\nfake/dark.jpg,FAKE,dark,b\n")
     (tmp_path / "nets").mkdir()
     nets = make_small_ensemble(tmp_path / "nets").parent
     caches = tmp_path / "caches"
