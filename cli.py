@@ -353,8 +353,8 @@ def video_sampling_options(command):
 
 CLASSIFY_EXIT_STATUS = """Exit status: 0 when every file was classified (REAL, FAKE or NO_FACE) from a complete read;
     1 when any path gave an ERROR (unreadable, not found, a folder without media), any file was damaged
-    (a video shorter than it announced, an image cut short: its verdict is printed, with a warning) or a report could not
-    be written; 2 on usage errors. A low-evidence warning does not change the exit status."""
+    (a video shorter than it announced, an image cut short: its verdict is printed, with a warning) or a
+    report could not be written; 2 on usage errors. A low-evidence warning does not change the exit status."""
 
 
 def run_classification(paths, ensemble_file, as_json, report_dir, threshold, device, images_only, scheduler=None,

@@ -19,7 +19,7 @@ from ensembles.classify import classify_paths
 from ensembles.ensemble import Ensemble
 from ensembles.verdict import VideoVerdict
 from pipeline.dask_cluster import ClusterConfig
-from pipeline.errors import MediaError
+from pipeline.errors import MediaError, UsageError
 from pipeline.faces import FaceExtractor
 from pipeline.media import ArrayReader
 
@@ -38,8 +38,6 @@ class Detector:
     def __init__(self, ensemble: PathLike | Ensemble | None = None, device: str | None = None,
                  threshold: float | None = None, every: int | None = None, frames: int | None = None,
                  redetect_every: int | None = None, max_megapixels: float | None = None):
-        from pipeline.errors import UsageError
-
         if every is not None and frames is not None:
             raise UsageError("every and frames cannot be used together")
         self.ensemble = ensemble if isinstance(ensemble, Ensemble) else Ensemble.load(ensemble, device=device)

@@ -84,6 +84,7 @@ EXCLUDED_MARKERS = ("s", "D", "^", "v", "P", "X", "<", ">", "p", "h", "*", "d")
 SIDE_LEGEND_LINES = 11  # more legend lines than fit beside the timeline: the legend gets a row of its own
 LEGEND_COLUMNS = 3
 LEGEND_ROW_INCHES = 0.2  # one line of the legend in its own row (7.5 pt type)
+OTHER_LEGEND_ENTRIES = 4  # besides the persons: the decider's score, low confidence, threshold, borderline band
 
 
 def report_figure(verdict: VideoVerdict, thumbnails: list[np.ndarray]) -> Figure:
@@ -95,9 +96,9 @@ def report_figure(verdict: VideoVerdict, thumbnails: list[np.ndarray]) -> Figure
     styles = _track_styles(verdict) if verdict.p_fake is not None else {}
     # a legend too long for its place beside the timeline gets a row of its own, in columns of one line per
     # entry, and the figure grows by that row
-    legend_lines = sum(style["label"].count("\n") + 1 for style in styles.values()) + 4  # + threshold, band, ...
+    legend_lines = sum(style["label"].count("\n") + 1 for style in styles.values()) + OTHER_LEGEND_ENTRIES
     legend_row = 0.0 if legend_lines <= SIDE_LEGEND_LINES else \
-        LEGEND_ROW_INCHES * -(-(len(styles) + 4) // LEGEND_COLUMNS) + 0.45  # inches, with the timeline's x label
+        LEGEND_ROW_INCHES * -(-(len(styles) + OTHER_LEGEND_ENTRIES) // LEGEND_COLUMNS) + 0.45  # + the x label
     height = HEIGHT + legend_row
     figure = Figure(figsize=(WIDTH, height), dpi=100)
     top = 1 - header_height / height

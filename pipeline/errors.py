@@ -14,7 +14,15 @@ class MediaError(DeepfakeError):
 
 
 class MediaTooLarge(MediaError):
-    """An image or video frame that would decode to more pixels than allowed, refused from its header."""
+    """An image or video frame that would decode to more pixels than allowed, refused from its header.
+    `refusal` says what and why; the message adds what the reader can do (`advice`, the CLI's by default)."""
+
+    def __init__(self, refusal: str, advice: str = "raise the limit with --max-megapixels for a file you trust"):
+        self.refusal = refusal
+        super().__init__(self.with_advice(advice))
+
+    def with_advice(self, advice: str) -> str:
+        return f"{self.refusal}; it was not decoded ({advice})"
 
 
 class DataError(DeepfakeError):

@@ -20,9 +20,10 @@ from typing import Iterable, Iterator, TypeVar
 
 # Decoded pixels allowed per image or video frame: 8K video (33 MP) and 50 MP phone photos pass.
 DEFAULT_MAX_MEGAPIXELS = 64.0
+DEFAULT_MAX_PIXELS = int(DEFAULT_MAX_MEGAPIXELS * 1e6)
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg quiet: failures are reported per file
 # OpenCV's own cap (a gigapixel by default), for the rare image whose size Pillow cannot read from its header
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(int(DEFAULT_MAX_MEGAPIXELS * 1e6)))
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(DEFAULT_MAX_PIXELS))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -168,8 +169,7 @@ def check_pixels(path: Path, width: int, height: int, max_pixels: int | None, wh
     """MediaTooLarge when `width` x `height` is over `max_pixels` (None: no limit)."""
     if max_pixels is not None and width * height > max_pixels:
         raise MediaTooLarge(f"{path}: {what} of {width}x{height} pixels ({width * height / 1e6:.0f} megapixels) is "
-                            f"over the limit of {max_pixels / 1e6:g} megapixels; it was not decoded (raise the limit "
-                            "with --max-megapixels for a file you trust)")
+                            f"over the limit of {max_pixels / 1e6:g} megapixels")
 
 
 # what a complete file of these formats ends with (trailing padding aside)
@@ -219,9 +219,15 @@ def _read_image(path: Path, max_pixels: int | None = None) -> np.ndarray | None:
     if size is not None:
         check_pixels(path, *size, max_pixels, "an image")
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None and image_damage(path):
-        raise MediaError(f"{path}: {image_damage(path)}; it could not be decoded")
+    if image is None and (damage := image_damage(path)):
+        raise MediaError(f"{path}: {damage}; it could not be decoded")
     return image
+
+
+def _grid_time(index: int, fps: float) -> float:
+    """Seconds of `index` frames at the nominal rate: a frame's time where its timestamp is missing, and
+    (index 1) a frame's length. 0 without a rate."""
+    return index / fps if fps > 0 else 0.0
 
 
 class _OpenCVVideo:
@@ -253,8 +259,8 @@ class _OpenCVVideo:
                 break
             timestamp = self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0  # this frame's presentation time
             if not np.isfinite(timestamp) or timestamp < 0:
-                timestamp = index / self.fps if self.fps > 0 else 0.0
-            self.decoded_until = max(self.decoded_until, timestamp + (1.0 / self.fps if self.fps > 0 else 0.0))
+                timestamp = _grid_time(index, self.fps)
+            self.decoded_until = max(self.decoded_until, timestamp + _grid_time(1, self.fps))
             if wanted(index):
                 ok, image = self._capture.retrieve()
                 if ok and image is not None:
@@ -334,10 +340,10 @@ class _PyAVVideo:
                     index = self._index(frame.pts)
                     index = counted if index is None else index
                     timestamp = self._time(frame.pts)
-                    timestamp = (index / self.fps if self.fps else 0.0) if timestamp is None else timestamp
+                    timestamp = _grid_time(index, self.fps) if timestamp is None else timestamp
                     counted += 1
                     self.frames_decoded = max(self.frames_decoded, index + 1)
-                    self.decoded_until = max(self.decoded_until, timestamp + (1.0 / self.fps if self.fps else 0.0))
+                    self.decoded_until = max(self.decoded_until, timestamp + _grid_time(1, self.fps))
                     if last is not None and index > last:
                         return
                     if wanted(index) and index not in done:
@@ -369,9 +375,10 @@ class ArrayReader:
     greyscale arrays (H, W), or PIL images; a video's frames all share one size."""
 
     def __init__(self, pictures, fps: float | None = None, name: str = "frames",
-                 max_pixels: int | None = int(DEFAULT_MAX_MEGAPIXELS * 1e6)):
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS):
         self.path = Path(name)
-        single = not isinstance(pictures, (list, tuple)) and not (isinstance(pictures, np.ndarray) and pictures.ndim == 4)
+        single = not isinstance(pictures, (list, tuple)) and not (isinstance(pictures, np.ndarray)
+                                                                   and pictures.ndim == 4)
         self._pictures = [_as_bgr(p, self.path) for p in ([pictures] if single else list(pictures))]
         if not self._pictures:
             raise MediaError(f"{self.path}: no frames given")
@@ -401,7 +408,7 @@ class ArrayReader:
             yield Frame(0, 0.0, self._pictures[0])
             return
         for index in sample_indices(len(self._pictures), sampling):
-            yield Frame(index, round(index / self.info.fps, 4), self._pictures[index])
+            yield Frame(index, round(_grid_time(index, self.info.fps), 4), self._pictures[index])
 
     def truncation_note(self) -> str:
         return ""
@@ -434,7 +441,7 @@ class MediaReader:
     """
 
     def __init__(self, path: str | os.PathLike, decoder: str = "auto",
-                 max_pixels: int | None = int(DEFAULT_MAX_MEGAPIXELS * 1e6)):
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS):
         self.path = Path(path)
         self._video = None
         self._image = None

@@ -85,7 +85,8 @@ def write_gap_mkv(path, gap_seconds: float = 5.0):
         stream.codec_context.time_base = Fraction(1, 1000)
         for number, image in enumerate(sample_frames(80, 640, 360)):
             frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-            frame.pts, frame.time_base = number * 40 + (int(gap_seconds * 1000) if number >= 40 else 0), Fraction(1, 1000)
+            frame.pts = number * 40 + (int(gap_seconds * 1000) if number >= 40 else 0)
+            frame.time_base = Fraction(1, 1000)
             for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode():

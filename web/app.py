@@ -3,10 +3,10 @@
 
 Models are loaded once, at start-up. Uploads are streamed to server-named temporary files that are removed
 after each request, errors included, in a folder of the server's own that goes at shutdown (and that the
-next server sweeps away if this one was killed: `web.upload.UploadFolder`); at most `max_uploads` are received at once, and one that stalls or
-crawls gets 408. Only a complete upload asks for an inference slot: inference runs in a bounded pool of
-threads, and when every slot (running plus queued) is taken, requests get 503 with Retry-After instead of
-piling up.
+next server sweeps away if this one was killed: `web.upload.UploadFolder`); at most `max_uploads` are
+received at once, and one that stalls or crawls gets 408. Only a complete upload asks for an inference slot:
+inference runs in a bounded pool of threads, and when every slot (running plus queued) is taken, requests
+get 503 with Retry-After instead of piling up.
 """
 from __future__ import annotations
 
@@ -147,8 +147,9 @@ def limits_of(ensemble: Ensemble, config: ServerConfig) -> dict:
     """What the page tells a user before an upload: size limit, readable formats, sampling, the model card and
     the models' measured accuracy on held-out test faces (when the ensemble file records it)."""
     tested = ensemble.config.metrics.get("test_at_threshold", {})
-    return {"max_upload_mb": config.max_upload_mb, "max_megapixels": config.max_megapixels, "video_formats": sorted(VIDEO_EXTENSIONS),
-            "image_formats": sorted(IMAGE_EXTENSIONS), "sampling": sampling_words(ensemble.face_config().sampling),
+    return {"max_upload_mb": config.max_upload_mb, "max_megapixels": config.max_megapixels,
+            "video_formats": sorted(VIDEO_EXTENSIONS), "image_formats": sorted(IMAGE_EXTENSIONS),
+            "sampling": sampling_words(ensemble.face_config().sampling),
             "uploads_kept": False, "model_card": "/model-card" if model_card(ensemble) else None,
             "test_accuracy": tested.get("accuracy"), "test_roc_auc": tested.get("roc_auc")}
 
@@ -244,8 +245,7 @@ def create_app(ensemble: Ensemble, config: ServerConfig = ServerConfig()) -> Fas
             try:
                 readable = await asyncio.to_thread(is_media, upload.path, pool.face_config.max_pixels)
             except MediaTooLarge as exc:
-                return error(413, str(exc).replace(str(upload.path), upload.filename).replace(
-                    "raise the limit with --max-megapixels for a file you trust", "this server's limit"))
+                return error(413, exc.with_advice("this server's limit").replace(str(upload.path), upload.filename))
             if not readable:
                 return error(415, f"{upload.filename}: not a readable video or image (the content could not be "
                                   "decoded, whatever its name or type says)")

@@ -11,6 +11,7 @@ folders of dead ones when it starts.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import shutil
@@ -65,10 +66,6 @@ def _remove(path: Path, lock) -> None:
 
 def _try_lock(handle) -> bool:
     """Take an exclusive lock on the open file without waiting: False when another process holds it."""
-    try:
-        import fcntl
-    except ImportError:  # not a POSIX system: no locks, so no sweeping of folders that may be alive
-        return False
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True

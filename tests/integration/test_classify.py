@@ -77,7 +77,8 @@ def test_damaged_files_without_a_frame_count_are_flagged(small_ensemble, astrona
     """A JPEG cut in half and a Matroska file cut in half: damaged, with a warning, exit 1; the intact
     variable-rate Matroska gets true frame times and its length."""
     cv2.imwrite(str(tmp_path / "whole.jpg"), astronaut)
-    (tmp_path / "half.jpg").write_bytes((tmp_path / "whole.jpg").read_bytes()[:(tmp_path / "whole.jpg").stat().st_size // 2])
+    whole_jpeg = (tmp_path / "whole.jpg").read_bytes()
+    (tmp_path / "half.jpg").write_bytes(whole_jpeg[: len(whole_jpeg) // 2])
     whole = write_gap_mkv(tmp_path / "gap.mkv")
     (tmp_path / "half.mkv").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     for name in ("half.jpg", "half.mkv"):
@@ -104,7 +105,8 @@ def test_a_symlinked_folder_is_walked_and_a_link_loop_is_not(small_ensemble, fac
     result = CliRunner().invoke(main, ["classify-video", str(inputs), "--ensemble", str(small_ensemble)])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert [line.split()[1] for line in lines if line.split()[0] in ("REAL", "FAKE")] == [str(inputs / "linked" / "a.mp4")]
+    verdict_paths = [line.split()[1] for line in lines if line.split()[0] in ("REAL", "FAKE")]
+    assert verdict_paths == [str(inputs / "linked" / "a.mp4")]
     assert "not a video or image name" not in result.output
 
 

@@ -171,7 +171,8 @@ def test_the_training_page_sequence_runs_verbatim_beside_another_cache(workdir):
     (another dataset) is not run."""
     [extract] = documented("docs/training.md", lambda argv: argv[0] == "extract" and "data/raw_videos/" in argv)
     # first a cache of other settings in data/faces: `--faces data/faces` must then pick the default one
-    assert cache_line(run(extract + ["--redetect-every", "1"] + ADDED_TO_EXTRACT)) != f"data/faces/{default_cache_name()}"
+    other_cache = cache_line(run(extract + ["--redetect-every", "1"] + ADDED_TO_EXTRACT))
+    assert other_cache != f"data/faces/{default_cache_name()}"
     default_cache = cache_line(run(extract + ADDED_TO_EXTRACT))
     assert default_cache == f"data/faces/{default_cache_name()}"
 
