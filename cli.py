@@ -199,7 +199,7 @@ def parse_json_object(ctx, param, value):
 
 
 @main.command()
-@click.option("--net", default=None, help="lenet, minivgg, resnet or efficientnet (required unless --resume).")
+@click.option("--net", default=None, help="lenet, minivgg, resnet, efficientnet or sface (required unless --resume).")
 @click.option("--faces", type=click.Path(path_type=Path), default=Path("data/faces"), show_default=True,
               help="Face cache written by extract, or a folder of caches: its only one, or the one extract makes "
                    "with default settings.")

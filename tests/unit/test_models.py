@@ -18,13 +18,13 @@ from pipeline.errors import DataError, UsageError
 
 
 # -- registry -----------------------------------------------------------------------------------
-def test_the_four_nets_are_registered():
-    assert model_names() == ["efficientnet", "lenet", "minivgg", "resnet"]
-    assert [model_class(n).default_input_size for n in model_names()] == [160, 64, 96, 112]
+def test_the_five_nets_are_registered():
+    assert model_names() == ["efficientnet", "lenet", "minivgg", "resnet", "sface"]
+    assert [model_class(n).default_input_size for n in model_names()] == [160, 64, 96, 112, 112]
 
 
 def test_unknown_net_is_answered_with_the_known_ones():
-    with pytest.raises(UsageError, match="unknown net 'vgg19'; choose one of: efficientnet, lenet, minivgg, resnet"):
+    with pytest.raises(UsageError, match="unknown net 'vgg19'; choose one of: efficientnet, lenet, minivgg, resnet, sface"):
         create_model("vgg19")
 
 
@@ -66,7 +66,7 @@ def test_forward_and_backward_at_the_input_size(name):
     assert sum(float(p.grad.abs().sum()) for p in model.parameters()) > 0
 
     model.eval()  # a few steps on one fixed batch must fit it: gradients flow to the output
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)  # a fine-tuning rate: 1e-3 unsettles SFace
     with torch.no_grad():
         before = torch.nn.functional.binary_cross_entropy_with_logits(model(images), labels).item()
     for _ in range(15):
@@ -136,6 +136,65 @@ def test_efficientnet_starts_from_imagenet_and_records_its_normalisation():
     assert not torch.equal(untrained.backbone.conv_stem.weight, model.backbone.conv_stem.weight)
     with pytest.raises(UsageError, match="variant"):
         create_model("efficientnet", variant="lite9")
+
+
+# -- the face-recognition net ----------------------------------------------------------------------
+def mtcnn_face_112(image_bgr: np.ndarray) -> np.ndarray:
+    """The most confident face of a photo, as MTCNN finds it, cut square and resized to 112x112 RGB."""
+    from pipeline.detectors import create_detector
+
+    faces = create_detector("mtcnn").detect([cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)])[0]
+    x1, y1, x2, y2 = (int(round(v)) for v in max(faces, key=lambda face: face.score).box)
+    side = max(x2 - x1, y2 - y1)
+    cx, cy = (x1 + x2) // 2, (y1 + y2) // 2
+    crop = image_bgr[max(0, cy - side // 2) : cy + side // 2, max(0, cx - side // 2) : cx + side // 2]
+    return cv2.cvtColor(cv2.resize(crop, (112, 112), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+
+
+def test_sface_matches_the_shipped_onnx_graph_and_tells_two_people_apart(astronaut):
+    """Every weight of the shipped SFace file (sha256 checked, de-quantised) fills the backbone, whose
+    embedding equals what ONNX's own reference runtime computes from the file; it calls the astronaut and
+    her mirror image one person, and Grace Hopper (matplotlib's sample photo) another."""
+    import matplotlib.cbook
+    from onnx.reference import ReferenceEvaluator
+
+    from models.nets import SFaceBackbone
+    from models.pretrained import SFACE, onnx_weights, sface_state
+
+    backbone = SFaceBackbone().eval()
+    backbone.load_sface()  # strict: every key of the backbone, nothing left over
+    shipped = sface_state(onnx_weights(SFACE.checked_path()))
+    # 27 units of convolution, PReLU and batch norm (6 tensors each), two batch norms and the embedding
+    assert len(shipped) == 27 * 6 + 2 * 4 + 2
+    assert all(torch.equal(backbone.state_dict()[key], value) for key, value in shipped.items())
+    hopper = cv2.imread(str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
+    faces = np.stack([mtcnn_face_112(astronaut), mtcnn_face_112(astronaut)[:, ::-1], mtcnn_face_112(hopper)])
+    pixels = torch.from_numpy(faces).permute(0, 3, 1, 2).float().contiguous()
+    reference = ReferenceEvaluator(str(SFACE.checked_path())).run(None, {"data": pixels.numpy()})[0]
+    with torch.no_grad():
+        embeddings = backbone((pixels - 127.5) / 128)
+    assert np.allclose(embeddings.numpy(), reference, atol=1e-4)
+    unit = torch.nn.functional.normalize(embeddings, dim=1)
+    same, different = float(unit[0] @ unit[1]), float(unit[0] @ unit[2])
+    # OpenCV's documented cosine threshold for SFace's "same person" is 0.363
+    assert same > 0.8 and different < 0.363, (same, different)
+
+
+def test_sface_starts_from_the_shipped_weights_at_112_px():
+    from models.data import net_preprocess
+    from models.pretrained import SFACE, onnx_weights
+
+    model = create_model("sface")
+    assert model.input_size == 112 and model(torch.zeros(2, 3, 112, 112)).shape == (2,)
+    model.start_weights()
+    stem = torch.from_numpy(onnx_weights(SFACE.checked_path())["conv_1_conv2d_weight"])
+    assert torch.equal(model.backbone.units.conv_1.conv.weight.detach(), stem)
+    assert net_preprocess("sface", 112) == Preprocess(112, mean=(127.5 / 255,) * 3, std=(128 / 255,) * 3)
+    untrained = create_model("sface", weights="none")
+    untrained.start_weights()
+    assert not torch.equal(untrained.backbone.units.conv_1.conv.weight, model.backbone.units.conv_1.conv.weight)
+    with pytest.raises(UsageError, match="too small for SFace"):
+        create_model("sface", input_size=16)
 
 
 def test_a_changed_or_missing_weight_file_is_refused(monkeypatch, tmp_path):
