@@ -32,7 +32,7 @@ test: setup browser
 gpu-check: setup
 	$(PY) -m bench.gpu_check
 
-# The shipped weights rebuilt from ../shared/data on this machine's CPU (about six hours; stop and rerun at will:
+# The shipped weights rebuilt from ../shared/data on this machine's CPU (about 7.5 hours; stop and rerun at will:
 # done steps are kept, training resumes), into runs/recipe/weights. `make weights ARGS=--check` compares them
 # with models/weights; `ARGS=--dry-run` lists the commands.
 weights: setup

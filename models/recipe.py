@@ -11,8 +11,8 @@ lands in OUT/weights/ (the shipped file names); models/weights/ is never written
 the threshold and what it calls FAKE) and exits 1 when a ROC-AUC differs by more than `--tolerance`.
 `--dry-run` prints the commands without running them.
 
-On the 2-core CPU it was made on the recipe takes about six hours (MiniVGG about 2.5, the ResNet-18 about
-1.2, the EfficientNet about 1.7); each step prints what it runs.
+On the 2-core CPU it was made on the recipe takes about seven and a half hours (MiniVGG about 2.5, the
+ResNet-18 about 1.2, the EfficientNet about 1.7, the SFace about 1.6); each step prints what it runs.
 """
 from __future__ import annotations
 
