@@ -44,9 +44,10 @@ def make_checkpoint(model: nn.Module, preprocess: Preprocess, *, train_config: d
 
 
 def save_checkpoint(checkpoint: dict, path: Path) -> None:
-    """Write atomically: a crash leaves the previous checkpoint, never a torn one."""
+    """Write atomically (a crash leaves the previous checkpoint, never a torn one), making its folder if new."""
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_atomic(Path(path), buffer.getvalue())
 
 

@@ -317,7 +317,7 @@ def test_evaluate_refuses_bad_checkpoints(lenet_run, astronaut_faces, tmp_path):
 
 
 def test_export_checkpoint_drops_resume_state_and_halves_the_weights(lenet_run, astronaut_faces, tmp_path):
-    exported = tmp_path / "lenet-half.pt"
+    exported = tmp_path / "weights" / "lenet-half.pt"  # a folder that does not exist yet: made
     result = cli("export-checkpoint", lenet_run / "checkpoint_last.pt", exported, "--half")
     assert result.exit_code == 0, result.output
     state = torch.load(exported, weights_only=True)
