@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "models" / "weights"
 DEFAULT_CACHE = "mtcnn-0463e6a4ab"  # what extract names a cache made with its default settings
 RESNET18 = '{"input_size": 128, "depths": [2,2,2,2], "widths": [64,128,256,512], "dropout": 0.2}'
-ENSEMBLES = ("ensemble.json", "ensemble_nets.json", "ensemble_efficientnet.json")
+ENSEMBLES = ("ensemble.json", "ensemble_nets.json", "ensemble_efficientnet.json", "ensemble_sface.json")
+SFACE_MEMBERS = ("minivgg.pt", "resnet18.pt", "sface.pt")  # the nets of ensemble_sface.json
 TOLERANCE = 0.03  # ROC-AUC: seeds, thread timing and float16 export move a rebuilt ensemble by about 0.01
 
 
@@ -126,30 +127,32 @@ class Recipe:
         ]
         motion = ["calibrate-motion", str(data / "real_talking"), str(data / "dfdc_videos" / "lynaeydofd.mp4"),
                   "--alpha", "0.0025"]
-        for name, members, faces, extra in (
-                ("ensemble_nets.json", ("minivgg.pt", "resnet18.pt"), self.faces, ["--redetect-every", "2"]),
-                ("ensemble_efficientnet.json", ("efficientnet.pt", "minivgg.pt"), self.faces_rt, [])):
-            built = weights / f"built_{name}"
-            steps.append(Step(f"build {name}", ["build-ensemble", *[a for m in members for a in ("--member",
-                                                 str(weights / m))], "--faces", str(faces), "--out", str(built),
-                                                "--tta", "flip", *extra], done=lambda built=built: built.is_file()))
-        steps += [
-            Step("mouth motion into ensemble.json", [*motion, "--ensemble", str(weights / "built_ensemble_nets.json"),
-                                                     "--out", str(weights / "motion_ensemble.json")],
-                 done=lambda: (weights / "motion_ensemble.json").is_file()),
-            Step("mouth motion into ensemble_efficientnet.json",
-                 [*motion, "--ensemble", str(weights / "built_ensemble_efficientnet.json"), "--out",
-                  str(weights / "motion_ensemble_efficientnet.json")],
-                 done=lambda: (weights / "motion_ensemble_efficientnet.json").is_file()),
-        ]
-        for name, source, faces in (("ensemble.json", "motion_ensemble.json", self.faces),
-                                    ("ensemble_nets.json", "built_ensemble_nets.json", self.faces),
-                                    ("ensemble_efficientnet.json", "motion_ensemble_efficientnet.json",
-                                     self.faces_rt)):
-            steps.append(Step(f"threshold of {name}", ["set-threshold", "--ensemble", str(weights / source),
-                                                       "--faces", str(faces), "--dev-set", str(data / "selection_dev"),
-                                                       "--out", str(weights / name)],
-                              done=lambda name=name: (weights / name).is_file()))
+        # (shipped file, the combined nets' file it starts from, their nets, the face cache that chooses their
+        # combiner, build options, with the mouth-motion member)
+        ensembles = (
+            ("ensemble.json", "built_ensemble_nets.json", ("minivgg.pt", "resnet18.pt"), self.faces,
+             ["--redetect-every", "2"], True),
+            ("ensemble_nets.json", "built_ensemble_nets.json", ("minivgg.pt", "resnet18.pt"), self.faces,
+             ["--redetect-every", "2"], False),
+            ("ensemble_efficientnet.json", "built_ensemble_efficientnet.json", ("efficientnet.pt", "minivgg.pt"),
+             self.faces_rt, [], True),
+            ("ensemble_sface.json", "built_ensemble_sface.json", SFACE_MEMBERS, self.faces_rt,
+             ["--redetect-every", "2"], True),
+        )
+        for name, built_name, members, faces, extra, with_motion in ensembles:
+            built = weights / built_name
+            if not any(step.name == f"build {built_name}" for step in steps):
+                steps.append(Step(f"build {built_name}", [
+                    "build-ensemble", *[a for m in members for a in ("--member", str(weights / m))],
+                    "--faces", str(faces), "--out", str(built), "--tta", "flip", *extra], done=built.is_file))
+            source = built
+            if with_motion:
+                source = weights / f"motion_{name}"
+                steps.append(Step(f"mouth motion into {name}", [*motion, "--ensemble", str(built), "--out",
+                                                                 str(source)], done=source.is_file))
+            steps.append(Step(f"threshold of {name}", [
+                "set-threshold", "--ensemble", str(source), "--faces", str(faces), "--dev-set",
+                str(data / "selection_dev"), "--out", str(weights / name)], done=(weights / name).is_file))
         return steps
 
     # -- the steps that are not cli.py commands ----------------------------------------------------------

@@ -371,12 +371,12 @@ SHIPPED = sorted(path.name for path in WEIGHTS.glob("*.pt"))  # lenet.pt, minivg
 
 
 def test_every_net_ships_and_every_ensemble_uses_shipped_weights():
-    """Each net family ships trained weights (since 2026-12-07 the ImageNet-pretrained EfficientNet too); the
-    default ensemble, its nets-only twin and the EfficientNet alternative use only shipped files, and each says
-    its threshold was set by the false-alarm budget (issue 27)."""
+    """Each net family ships trained weights (since 2026-12-07 the ImageNet-pretrained EfficientNet and the SFace
+    too); the default ensemble, its nets-only twin and the EfficientNet and SFace alternatives use only shipped
+    files, and each says its threshold was set by the false-alarm budget (issue 27)."""
     assert sorted(load_checkpoint(WEIGHTS / member).net for member in SHIPPED) == sorted(model_names())
     files = {name: json.loads((WEIGHTS / name).read_text())
-             for name in ("ensemble.json", "ensemble_nets.json", "ensemble_efficientnet.json")}
+             for name in ("ensemble.json", "ensemble_nets.json", "ensemble_efficientnet.json", "ensemble_sface.json")}
     for name, ensemble in files.items():
         assert ensemble["members"] and set(ensemble["members"]) <= set(SHIPPED), name
         assert ensemble["metrics"]["false_alarm_budget"]["max_fpr"] == 0.05, name
@@ -384,6 +384,7 @@ def test_every_net_ships_and_every_ensemble_uses_shipped_weights():
     assert files["ensemble_nets.json"]["members"] == files["ensemble.json"]["members"]
     assert files["ensemble_nets.json"]["mouth_motion"] is None and files["ensemble.json"]["mouth_motion"]
     assert "efficientnet.pt" in files["ensemble_efficientnet.json"]["members"]
+    assert "sface.pt" in files["ensemble_sface.json"]["members"]
 
 
 @pytest.mark.parametrize("member", SHIPPED)
