@@ -196,6 +196,18 @@ def test_shipped_default_ensemble_loads_offline():
     assert ensemble.face_config().detector == "mtcnn"
 
 
+@pytest.mark.parametrize("name, nets", [("ensemble_efficientnet.json", {"efficientnet", "minivgg"}),
+                                        ("ensemble_sface.json", {"minivgg", "resnet", "sface"})])
+def test_each_shipped_alternative_classifies_from_the_command_line(name, nets, face_clip):
+    """`--ensemble models/weights/<alternative>` as the README and the model card show it: every net scores,
+    and the verdict is read at the file's own false-alarm-budget threshold."""
+    path = DEFAULT_ENSEMBLE.parent / name
+    [verdict] = json_lines(classify("classify-video", face_clip, "--ensemble", path, "--json").output)
+    assert verdict["verdict"] in ("REAL", "FAKE") and verdict["n_faces"] > 0
+    assert {net for net, score in verdict["per_model"].items() if score is not None} == nets
+    assert verdict["threshold"] == pytest.approx(json.loads(path.read_text())["threshold"])
+
+
 def test_default_models_on_dfdc_clips():
     videos = shared_data("dfdc_videos")
     result = classify("classify-video", videos, "--json")
