@@ -33,7 +33,6 @@ SHIPPED = ROOT / "models" / "weights"
 DEFAULT_CACHE = "mtcnn-0463e6a4ab"  # what extract names a cache made with its default settings
 RESNET18 = '{"input_size": 128, "depths": [2,2,2,2], "widths": [64,128,256,512], "dropout": 0.2}'
 ENSEMBLES = ("ensemble.json", "ensemble_nets.json", "ensemble_efficientnet.json", "ensemble_sface.json")
-SFACE_MEMBERS = ("minivgg.pt", "resnet18.pt", "sface.pt")  # the nets of ensemble_sface.json
 TOLERANCE = 0.03  # ROC-AUC: seeds, thread timing and float16 export move a rebuilt ensemble by about 0.01
 
 
@@ -127,32 +126,30 @@ class Recipe:
         ]
         motion = ["calibrate-motion", str(data / "real_talking"), str(data / "dfdc_videos" / "lynaeydofd.mp4"),
                   "--alpha", "0.0025"]
-        # (shipped file, the combined nets' file it starts from, their nets, the face cache that chooses their
-        # combiner, build options, with the mouth-motion member)
-        ensembles = (
-            ("ensemble.json", "built_ensemble_nets.json", ("minivgg.pt", "resnet18.pt"), self.faces,
-             ["--redetect-every", "2"], True),
-            ("ensemble_nets.json", "built_ensemble_nets.json", ("minivgg.pt", "resnet18.pt"), self.faces,
-             ["--redetect-every", "2"], False),
-            ("ensemble_efficientnet.json", "built_ensemble_efficientnet.json", ("efficientnet.pt", "minivgg.pt"),
-             self.faces_rt, [], True),
-            ("ensemble_sface.json", "built_ensemble_sface.json", SFACE_MEMBERS, self.faces_rt,
-             ["--redetect-every", "2"], True),
-        )
-        for name, built_name, members, faces, extra, with_motion in ensembles:
+        # each combination of nets: (its nets, the face cache that chooses their combiner, build options, and
+        # the shipped files made from it, each with or without the mouth-motion member)
+        combinations = {
+            "built_ensemble_nets.json": (("minivgg.pt", "resnet18.pt"), self.faces, ["--redetect-every", "2"],
+                                         {"ensemble.json": True, "ensemble_nets.json": False}),
+            "built_ensemble_efficientnet.json": (("efficientnet.pt", "minivgg.pt"), self.faces_rt, [],
+                                                 {"ensemble_efficientnet.json": True}),
+            "built_ensemble_sface.json": (("minivgg.pt", "resnet18.pt", "sface.pt"), self.faces_rt,
+                                          ["--redetect-every", "2"], {"ensemble_sface.json": True}),
+        }
+        for built_name, (members, faces, extra, shipped) in combinations.items():
             built = weights / built_name
-            if not any(step.name == f"build {built_name}" for step in steps):
-                steps.append(Step(f"build {built_name}", [
-                    "build-ensemble", *[a for m in members for a in ("--member", str(weights / m))],
-                    "--faces", str(faces), "--out", str(built), "--tta", "flip", *extra], done=built.is_file))
-            source = built
-            if with_motion:
-                source = weights / f"motion_{name}"
-                steps.append(Step(f"mouth motion into {name}", [*motion, "--ensemble", str(built), "--out",
-                                                                 str(source)], done=source.is_file))
-            steps.append(Step(f"threshold of {name}", [
-                "set-threshold", "--ensemble", str(source), "--faces", str(faces), "--dev-set",
-                str(data / "selection_dev"), "--out", str(weights / name)], done=(weights / name).is_file))
+            steps.append(Step(f"build {built_name}", [
+                "build-ensemble", *[a for m in members for a in ("--member", str(weights / m))],
+                "--faces", str(faces), "--out", str(built), "--tta", "flip", *extra], done=built.is_file))
+            for name, with_motion in shipped.items():
+                source = built
+                if with_motion:
+                    source = weights / f"motion_{name}"
+                    steps.append(Step(f"mouth motion into {name}", [*motion, "--ensemble", str(built), "--out",
+                                                                     str(source)], done=source.is_file))
+                steps.append(Step(f"threshold of {name}", [
+                    "set-threshold", "--ensemble", str(source), "--faces", str(faces), "--dev-set",
+                    str(data / "selection_dev"), "--out", str(weights / name)], done=(weights / name).is_file))
         return steps
 
     # -- the steps that are not cli.py commands ----------------------------------------------------------
