@@ -67,7 +67,7 @@ def video_table(cache: Path, labels_csv: Path, root: Path | None = None) -> tupl
 def crop_scores(checkpoint_path: Path, rows: pd.DataFrame, tta: str) -> np.ndarray:
     """p_fake of every crop by the checkpoint's net."""
     checkpoint = load_checkpoint(checkpoint_path)
-    model = checkpoint.build_model()
+    model = checkpoint.inference_model()
     images = load_crops(rows["crop_file"].tolist(), checkpoint.preprocess, threads=2)
     scores = [torch.sigmoid(fake_logits(model, checkpoint.preprocess.normalize(images[start:start + 128]), tta))
               for start in range(0, len(images), 128)]

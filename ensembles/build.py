@@ -62,7 +62,7 @@ def score_members(checkpoints, load, device: str | torch.device | None = "cpu", 
     device = resolve_device(device)
     columns = []
     for checkpoint in checkpoints:
-        model = checkpoint.build_model().to(device, memory_format=torch.channels_last)
+        model = checkpoint.inference_model(device)
         columns.append(evaluate(model, load(checkpoint.preprocess), checkpoint.preprocess, device, batch_size, tta))
     return np.column_stack(columns)
 

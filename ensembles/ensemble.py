@@ -200,7 +200,7 @@ class Ensemble:
             checkpoint = load_checkpoint(path.parent / relative)
             name = checkpoint.net if checkpoint.net not in names else Path(relative).stem
             names.add(name)
-            members.append(Member(name, checkpoint.build_model().to(torch_device), checkpoint.preprocess))
+            members.append(Member(name, checkpoint.inference_model(torch_device), checkpoint.preprocess))
         return cls(config, members, torch_device, path)
 
     @property

@@ -73,7 +73,7 @@ def evaluate_checkpoint(config: EvaluateConfig, progress: bool = True) -> Evalua
     torch.set_num_threads(threads)
     device = resolve_device(config.device)
     checkpoint = load_checkpoint(config.checkpoint)
-    model = checkpoint.build_model().to(device, memory_format=torch.channels_last)
+    model = checkpoint.inference_model(device)
     manifest, cache_dir = load_manifest(config.faces)
     rows, n_unknown = labelled_faces(manifest, str(cache_dir / "manifest.csv"))
     notes = [f"{n_unknown} face(s) with an unknown label left out"] if n_unknown else []

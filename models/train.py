@@ -378,7 +378,7 @@ def train_processes(config: TrainConfig, world: World, device: torch.device, pro
     world.barrier()  # rank 0 has written checkpoint_best.pt
     best = load_checkpoint(config.run_dir / "checkpoint_best.pt", net=config.net)
     test_rows, test_images = rows.iloc[parts["test"]], images[parts["test"]]
-    best_model = best.build_model().to(device, memory_format=torch.channels_last)
+    best_model = best.inference_model(device)
     p_test = evaluate_shared(best_model, test_images, preprocess, device, world)
     y_test = labels_of(test_rows)
     test_metrics = frame_and_video_metrics(test_rows["video_id"], y_test, p_test, name="test", interval=True)

@@ -400,6 +400,27 @@ def test_shipped_weights_load_and_score(member, astronaut):
 
 
 @pytest.mark.parametrize("member", SHIPPED)
+def test_the_inference_model_scores_as_the_trained_net_does(member, astronaut):
+    """The scoring arrangement (batch norms folded into their convolutions where torch.fx traces the net,
+    channels-last memory) changes speed, not scores."""
+    checkpoint = load_checkpoint(WEIGHTS / member)
+    trained, scoring = checkpoint.build_model(), checkpoint.inference_model("cpu")
+    faces = checkpoint.preprocess([astronaut, astronaut[:, ::-1], astronaut[::2, ::2]])
+    with torch.no_grad():
+        torch.testing.assert_close(scoring(faces), trained(faces), rtol=1e-4, atol=1e-4)
+    convolutions = [m for m in scoring.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convolutions and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convolutions
+                                if m.weight.shape[-1] > 1 or m.weight.shape[-2] > 1)
+    def batch_norms(model):
+        return sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+
+    if checkpoint.net == "efficientnet":  # timm's EfficientNet cannot be traced: it keeps its batch norms
+        assert batch_norms(scoring) == batch_norms(trained)
+    else:
+        assert batch_norms(trained) == 0 or batch_norms(scoring) < batch_norms(trained)
+
+
+@pytest.mark.parametrize("member", SHIPPED)
 def test_flip_averaging_scores_a_face_and_its_mirror_image_alike(member, astronaut):
     from models.nets import fake_logits
 
