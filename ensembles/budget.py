@@ -133,7 +133,8 @@ def held_out_scores(ensemble_path: Path, ensemble: Ensemble, faces: Path) -> dic
 def set_threshold(config: BudgetConfig) -> tuple[EnsembleConfig, dict]:
     """Choose the ensemble's threshold within the false-alarm budget and write the ensemble to `config.out`;
     returns it and a report (rates on both sets, the files flagged, reals in "very likely fake")."""
-    ensemble = Ensemble.load(config.ensemble, device=config.device, torch_threads=None)
+    # float32, whatever the CPU: the file's threshold and rates are then the same on every machine
+    ensemble = Ensemble.load(config.ensemble, device=config.device, torch_threads=None, precision="fp32")
     labels = read_dev_labels(config.dev_set)
     held_out = held_out_scores(Path(config.ensemble), ensemble, config.faces)
     val_scores, val_labels = held_out["val"]

@@ -96,6 +96,7 @@ class _WorkerSetup:
     faces: FaceConfig
     report_dir: Path | None  # absolute
     images_only: bool
+    precision: str  # the client's resolved one: every worker scores with the same arithmetic
 
 
 def _classify_on_cluster(found: list[tuple[Path, Path]], ensemble: Ensemble, faces: FaceConfig,
@@ -123,7 +124,8 @@ def _classify_on_cluster(found: list[tuple[Path, Path]], ensemble: Ensemble, fac
             tasks.append(_FileTask(absolute, report))
         named_as[absolute].append(path)
     setup = _WorkerSetup(Path(os.path.abspath(ensemble.source)), ensemble.config, device, faces,
-                         Path(os.path.abspath(report_dir)) if report_dir is not None else None, images_only)
+                         Path(os.path.abspath(report_dir)) if report_dir is not None else None, images_only,
+                         ensemble.precision)
     with dask_client(cluster) as client, closing(run_each(client, _classify_job, tasks, "classify", setup=setup)) \
             as results:
         for task, outcome in results:
@@ -140,7 +142,7 @@ def _classify_job(task: _FileTask, setup: _WorkerSetup) -> VideoVerdict:
 
     loaded = loaded_once(("ensemble", str(setup.source), setup.device),
                          lambda: Ensemble.load(setup.source, setup.device))
-    ensemble = Ensemble(setup.config, loaded.members, loaded.device, loaded.source)
+    ensemble = Ensemble(setup.config, loaded.members, loaded.device, loaded.source, setup.precision)
     extractor = loaded_once(("faces", setup.faces, str(loaded.device)),
                             lambda: FaceExtractor(setup.faces, device=str(loaded.device)))
     verdict, thumbnails = ensemble.classify(task.path, extractor, keep_thumbnails=setup.report_dir is not None,

@@ -32,15 +32,17 @@ class Detector:
     `ensemble`: an ensemble file or a loaded `Ensemble` (None: the shipped default). `device`: a torch device
     ("cpu", "cuda"; None: CUDA when available). `threshold` overrides the ensemble's. `every` / `frames`
     choose a video's frames (every Nth, or K evenly spaced; default: the ensemble's, every 10th);
-    `redetect_every` and `max_megapixels` are as on the command line.
+    `redetect_every`, `max_megapixels` and `precision` (the nets' arithmetic: "auto", "fp32", "bf16") are as on
+    the command line.
     """
 
     def __init__(self, ensemble: PathLike | Ensemble | None = None, device: str | None = None,
                  threshold: float | None = None, every: int | None = None, frames: int | None = None,
-                 redetect_every: int | None = None, max_megapixels: float | None = None):
+                 redetect_every: int | None = None, max_megapixels: float | None = None, precision: str = "auto"):
         if every is not None and frames is not None:
             raise UsageError("every and frames cannot be used together")
-        self.ensemble = ensemble if isinstance(ensemble, Ensemble) else Ensemble.load(ensemble, device=device)
+        self.ensemble = (ensemble if isinstance(ensemble, Ensemble)
+                         else Ensemble.load(ensemble, device=device, precision=precision))
         if threshold is not None:
             self.ensemble = self.ensemble.with_threshold(threshold)
         sampling = f"every{every}" if every else (f"frames{frames}" if frames else None)

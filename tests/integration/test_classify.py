@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from cli import main
 from ensembles.ensemble import DEFAULT_ENSEMBLE, Ensemble
+from pipeline.errors import UsageError
 from pipeline.faces import FaceExtractor
 from tests.conftest import shared_data, write_gap_mkv, write_png_bomb
 
@@ -178,6 +179,34 @@ def test_redetect_every_reaches_the_face_search(small_ensemble, face_clip, monke
                            .output)[0] for extra in ([], ["--redetect-every", "1"], ["--redetect-every", "3"])]
     assert used == [2, 1, 3]
     assert len({v["verdict"] for v in verdicts}) == 1 and len({v["n_faces"] for v in verdicts}) == 1
+
+
+def test_precision_reaches_the_nets_and_bfloat16_scores_as_float32_nearly(face_clip, astronaut, monkeypatch):
+    """`--precision` picks the nets' arithmetic; bfloat16 moves the shipped nets' scores of a real face by well
+    under 0.01 (and does move them: the autocast is on); "auto" is bfloat16 only on a CPU that computes it in
+    hardware."""
+    import torch
+
+    import ensembles.ensemble
+    from ensembles.ensemble import scoring_precision
+
+    face = cv2.resize(astronaut[:300, 100:400], (224, 224))
+    crops = [face, face[:, ::-1].copy()]
+    fp32, bf16 = (Ensemble.load(device="cpu", precision=p) for p in ("fp32", "bf16"))
+    assert (fp32.precision, bf16.precision, bf16.describe()["precision"]) == ("fp32", "bf16", "bf16")
+    exact, fast = fp32.score_crops(crops), bf16.score_crops(crops)
+    assert abs(fast - exact).max() < 0.01 and not (fast == exact).all()
+    cpu = torch.device("cpu")
+    assert scoring_precision("auto", torch.device("cuda")) == "fp32"  # the nets' float32, as on any GPU so far
+    with pytest.raises(UsageError, match="precision 'half': choose one of auto, fp32, bf16"):
+        scoring_precision("half", cpu)
+    monkeypatch.setattr(ensembles.ensemble, "native_bfloat16", lambda device: True)
+    assert scoring_precision("auto", cpu) == "bf16" and scoring_precision("fp32", cpu) == "fp32"
+    monkeypatch.setattr(ensembles.ensemble, "native_bfloat16", lambda device: False)
+    assert scoring_precision("auto", cpu) == "fp32" and scoring_precision("bf16", cpu) == "bf16"
+    assert json_lines(classify("classify-video", face_clip, "--precision", "fp32", "--json").output)[0]["n_faces"]
+    result = CliRunner().invoke(main, ["classify-video", str(face_clip), "--precision", "half"])
+    assert result.exit_code == 2 and "'half' is not one of 'auto', 'fp32', 'bf16'" in result.output
 
 
 def test_corrupt_ensemble_file_is_reported(tmp_path, face_clip):
