@@ -85,7 +85,7 @@ def precision_option(command):
     evaluate-ensemble)."""
     return click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
                         help="The nets' arithmetic: bf16 (bfloat16) scores about twice as fast on a CPU that "
-                             "computes it in hardware, p_fake moving by well under 0.01; fp32 is the "
+                             "computes it in hardware, a face's p_fake moving by 0.03 at most; fp32 is the "
                              "arithmetic the thresholds were set in. auto: bf16 on such a CPU, fp32 elsewhere.")(command)
 
 

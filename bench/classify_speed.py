@@ -1,6 +1,6 @@
 """Benchmark 2: classify-video wall time per clip against merely decoding that clip with the same decoder.
 
-    .venv/bin/python -m bench.classify_speed [--runs 3] [--ensemble FILE]
+    .venv/bin/python -m bench.classify_speed [--runs 3] [--ensemble FILE] [--precision auto|fp32|bf16]
 
 Decode floor: the same reader classify-video uses (grab() every frame, retrieve() the sampled ones), with
 nothing else. Classification: `Ensemble.classify` on the same clip, models loaded once beforehand (as in
@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from bench.common import dfdc_clips, generated_clip, median_time, table
-from ensembles.ensemble import Ensemble
+from ensembles.ensemble import PRECISIONS, Ensemble
 from pipeline.faces import FaceExtractor
 from pipeline.media import MediaReader
 
@@ -28,12 +28,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--ensemble", type=Path, default=None)
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="the nets' arithmetic, as classify-video's --precision")
     args = parser.parse_args()
     scratch = Path(tempfile.gettempdir()) / "deepfake-bench"
     dfdc = dfdc_clips()
     clips = dfdc + [generated_clip(scratch / "gen_720p.mp4", 1280, 720, 10),
                     generated_clip(scratch / "gen_1080p.mp4", 1920, 1080, 10)]
-    ensemble = Ensemble.load(args.ensemble, device="cpu")
+    ensemble = Ensemble.load(args.ensemble, device="cpu", precision=args.precision)
     config = ensemble.face_config()
     extractor = FaceExtractor(config, device="cpu")
     rows, ratios = [], []
@@ -43,6 +45,7 @@ def main() -> None:
         ratios.append(classify_time / decode_time)
         rows.append([clip.name, frames, decode_time, classify_time, classify_time / decode_time, verdict.verdict,
                      verdict.p_fake if verdict.p_fake is not None else "-"])
+    print(f"nets' arithmetic: {ensemble.precision}")
     print(table(rows, ["clip", "sampled frames", "decode s", "classify s", "ratio", "verdict", "p_fake"]))
     print(f"\nclassify / decode (medians of {args.runs} runs per clip): DFDC clips (the target's set) median "
           f"{statistics.median(ratios[:len(dfdc)]):.2f}x, worst {max(ratios[:len(dfdc)]):.2f}x; all clips median "

@@ -182,7 +182,7 @@ def test_redetect_every_reaches_the_face_search(small_ensemble, face_clip, monke
 
 
 def test_precision_reaches_the_nets_and_bfloat16_scores_as_float32_nearly(face_clip, astronaut, monkeypatch):
-    """`--precision` picks the nets' arithmetic; bfloat16 moves the shipped nets' scores of a real face by well
+    """`--precision` picks the nets' arithmetic; bfloat16 moves the shipped nets' scores of a real face by
     under 0.01 (and does move them: the autocast is on); "auto" is bfloat16 only on a CPU that computes it in
     hardware."""
     import torch
