@@ -170,8 +170,10 @@ class Member:
 
 
 def native_bfloat16(device: torch.device) -> bool:
-    """Whether `device` is a CPU that computes bfloat16 in hardware (AVX512-BF16 or AMX)."""
-    return device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    """Whether `device` is a CPU that computes bfloat16 in hardware (AVX512-BF16 or AMX), by torch's own
+    private checks (a torch without them: no, and the nets keep float32)."""
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return device.type == "cpu" and any(check() for check in checks if check is not None)
 
 
 def scoring_precision(precision: str, device: torch.device) -> str:
