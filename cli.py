@@ -82,7 +82,8 @@ def face_options(command):
 
 def precision_option(command):
     """--precision: the nets' arithmetic when they score faces (classify-video, classify-image, serve,
-    evaluate-ensemble)."""
+    evaluate-ensemble). The choices are ensembles.ensemble.PRECISIONS, spelt out: importing it would import torch
+    for every `--help`."""
     return click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
                         help="The nets' arithmetic: bf16 (bfloat16) scores about twice as fast on a CPU that "
                              "computes it in hardware, a face's p_fake moving by 0.03 at most; fp32 is the "

@@ -188,7 +188,7 @@ def test_precision_reaches_the_nets_and_bfloat16_scores_as_float32_nearly(face_c
     import torch
 
     import ensembles.ensemble
-    from ensembles.ensemble import scoring_precision
+    from ensembles.ensemble import PRECISIONS, scoring_precision
 
     face = cv2.resize(astronaut[:300, 100:400], (224, 224))
     crops = [face, face[:, ::-1].copy()]
@@ -206,7 +206,8 @@ def test_precision_reaches_the_nets_and_bfloat16_scores_as_float32_nearly(face_c
     assert scoring_precision("auto", cpu) == "fp32" and scoring_precision("bf16", cpu) == "bf16"
     assert json_lines(classify("classify-video", face_clip, "--precision", "fp32", "--json").output)[0]["n_faces"]
     result = CliRunner().invoke(main, ["classify-video", str(face_clip), "--precision", "half"])
-    assert result.exit_code == 2 and "'half' is not one of 'auto', 'fp32', 'bf16'" in result.output
+    # the command line spells out the choices the ensemble knows
+    assert result.exit_code == 2 and f"'half' is not one of {', '.join(map(repr, PRECISIONS))}" in result.output
 
 
 def test_corrupt_ensemble_file_is_reported(tmp_path, face_clip):

@@ -411,6 +411,7 @@ def test_the_inference_model_scores_as_the_trained_net_does(member, astronaut):
     convolutions = [m for m in scoring.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convolutions and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convolutions
                                 if m.weight.shape[-1] > 1 or m.weight.shape[-2] > 1)
+
     def batch_norms(model):
         return sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
 
