@@ -489,25 +489,60 @@ def calibrate_motion(paths, ensemble_file, out, alpha, speech_only, device, quie
     speak is pushed towards FAKE. Exit status 1 when any path could not be read (the others are used), 2 when
     too few tracks were found.
     """
-    import os
-    from dataclasses import replace
-
     from ensembles.ensemble import DEFAULT_ENSEMBLE, Ensemble
     from ensembles.motion import calibrate_mouth_motion
-    from models.metrics import rate_interval
 
     source = Path(ensemble_file) if ensemble_file else DEFAULT_ENSEMBLE
     ensemble = Ensemble.load(source, device=device)
     result = calibrate_mouth_motion(list(paths), ensemble, alpha, progress=not quiet, speech_only=speech_only)
+    _save_track_member(source, ensemble, Path(out), result, "mouth_motion", "log spread", "a mouth spread")
+
+
+@main.command("calibrate-background")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--ensemble", "ensemble_file", type=click.Path(path_type=Path), default=None,
+              help="Ensemble file to add the member to [default: the shipped models].")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Where to write the ensemble file with the still-background member (may be the --ensemble file).")
+@click.option("--alpha", type=click.FloatRange(0, 0.5, min_open=True, max_open=True), default=0.005, show_default=True,
+              help="Share of real tracks the member alone may call FAKE at the ensemble's threshold.")
+@click.option("--device", default=None, help="torch device for face detection and the nets [default: cuda when available].")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def calibrate_background(paths, ensemble_file, out, alpha, device, quiet):
+    """Add the still-background member (for a photo brought to life) to an ensemble, fitted on REAL videos.
+
+    PATHS are real videos of people, filmed by a camera (files or folders; never the clips you evaluate on). A
+    track whose background changes less from frame to frame, against its face's change, than all but ALPHA of
+    these people's is pushed towards FAKE. Exit status 1 when any path could not be read (the others are used),
+    2 when too few tracks were found.
+    """
+    from ensembles.ensemble import DEFAULT_ENSEMBLE, Ensemble
+    from ensembles.stillness import calibrate_background_stillness
+
+    source = Path(ensemble_file) if ensemble_file else DEFAULT_ENSEMBLE
+    ensemble = Ensemble.load(source, device=device)
+    result = calibrate_background_stillness(list(paths), ensemble, alpha, progress=not quiet)
+    _save_track_member(source, ensemble, Path(out), result, "background_stillness", "log background ratio",
+                       "a background ratio")
+
+
+def _save_track_member(source: Path, ensemble, out: Path, result, field_name: str, measure: str, below: str) -> None:
+    """Write `ensemble` with the track member of a calibration `result` (ensembles.motion.MotionCalibration) as
+    its `field_name`, say what it rests on, and exit (1 when a path failed)."""
+    import os
+    from dataclasses import replace
+
+    from models.metrics import rate_interval
+
     for line in result.failed:
         click.echo(f"FAILED   {line}", err=True)
-    members = tuple(os.path.relpath((source.parent / m).resolve(), Path(out).resolve().parent)
+    members = tuple(os.path.relpath((source.parent / m).resolve(), out.resolve().parent)
                     for m in ensemble.config.members)
-    replace(ensemble.config, members=members, mouth_motion=result.model).save(Path(out))
+    replace(ensemble.config, members=members, **{field_name: result.model}).save(out)
     model, threshold = result.model, ensemble.config.threshold
-    click.echo(f"wrote {out}: mouth motion fitted on {model.calibration}; log spread ~ N({model.mu:.3f},"
-               f" {model.sigma:.3f}); a track alone reaches the threshold {threshold:.4f} below a mouth spread of"
-               f" {model.flagged_below:.4f}")
+    click.echo(f"wrote {out}: {field_name.replace('_', ' ')} fitted on {model.calibration}; {measure} ~"
+               f" N({model.mu:.3f}, {model.sigma:.3f}); a track alone reaches the threshold {threshold:.4f} below"
+               f" {below} of {model.flagged_below:.4f}")
     low, high = rate_interval(result.held_out_flagged, result.clips)  # clips >= 1: calibration needs 10+ tracks
     click.echo(f"leave-one-clip-out: {result.held_out_flagged} of {result.clips} real clips would be called FAKE by"
                f" this member alone (false-alarm rate 95% interval {low:.2f}-{high:.2f}; alpha {model.alpha})")

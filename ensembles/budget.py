@@ -3,12 +3,13 @@
 A FAKE verdict accuses someone, so the threshold answers to the reals, not to the equal error rate. It is
 chosen on two sets read together: the members' DFDC validation faces (scored as build-ensemble scores them)
 and the real files of a labelled development set (e.g. ../shared/data/selection_dev), classified end to end
-exactly as `classify-video` does, mouth-motion member included. The threshold is the lowest at which neither
+exactly as `classify-video` does, track members (mouth motion, still background) included. The threshold is the lowest at which neither
 set has more than `max_fpr` of its reals at or above it, so it catches as many fakes as the budget allows.
 
-The mouth-motion member flags a track when its mouth spread lies below the member's calibrated quantile,
-whatever the threshold, so the reals it flags count against the budget at every threshold; if they alone
-exceed it no threshold can meet the budget and `set_threshold` says so (recalibrate the member or drop it).
+A track member (mouth motion, still background) flags a track when its measure lies below the member's
+calibrated quantile, whatever the threshold, so the reals it flags count against the budget at every threshold;
+if they alone exceed it no threshold can meet the budget and `set_threshold` says so (recalibrate the member
+or drop it).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import pandas as pd
 
 from ensembles.build import score_members, shared_split
 from ensembles.classify import classify_paths
-from ensembles.ensemble import Ensemble, EnsembleConfig, motion_alone
+from ensembles.ensemble import Ensemble, EnsembleConfig, track_p_fake
 from ensembles.explain import confidence_band
 from ensembles.verdict import TrackScore, VideoVerdict
 from models.checkpoint import load_checkpoint
@@ -61,17 +62,14 @@ def read_dev_labels(dev_set: Path) -> pd.DataFrame:
 
 def p_fake_at(verdict: VideoVerdict, threshold: float, ensemble: Ensemble) -> float | None:
     """The verdict's p_fake had the ensemble decided at `threshold`: the nets' track scores do not depend on it,
-    the mouth-motion member's mapping and its cap do (None: no face, or an error)."""
+    the track members' mappings and their cap do (None: no face, or an error)."""
     if verdict.p_fake is None:
         return None
-    motion = ensemble.config.mouth_motion
     counted = [t for t in verdict.tracks if t.counted]
 
     def track_score(track: TrackScore) -> float:
         p_nets = track.p_nets if track.p_nets is not None else track.p_fake
-        if motion is None or track.mouth_spread is None:
-            return p_nets
-        return max(p_nets, motion_alone(p_nets, motion.p_fake(track.mouth_spread, threshold), threshold))
+        return track_p_fake(p_nets, ensemble.track_members_at(track, threshold), threshold)
 
     scores = [track_score(t) for t in counted]
     if ensemble.config.track_policy == "max":
@@ -82,7 +80,7 @@ def p_fake_at(verdict: VideoVerdict, threshold: float, ensemble: Ensemble) -> fl
 def lowest_threshold_within(budget: float, val_reals: np.ndarray, dev_reals: list[VideoVerdict],
                             ensemble: Ensemble) -> float | None:
     """The lowest threshold at which at most `budget` of the validation reals' scores and of the set's real
-    files are called FAKE (None: none is, as when the mouth-motion member alone flags too many reals)."""
+    files are called FAKE (None: none is, as when a track member alone flags too many reals)."""
     candidates = np.unique(np.concatenate([
         val_reals, [t.p_nets for v in dev_reals for t in v.tracks if t.p_nets is not None],
         [v.p_fake for v in dev_reals if v.p_fake is not None], [1e-4]]))
@@ -149,7 +147,7 @@ def set_threshold(config: BudgetConfig) -> tuple[EnsembleConfig, dict]:
         _, flagged = false_alarms(dev_reals, 1 - 1e-4, ensemble)
         raise DataError(f"no threshold keeps the false alarms within {config.max_fpr:.0%}: at the highest one "
                         f"{len(flagged)} of {len(dev_reals)} reals of {config.dev_set} are still called FAKE "
-                        f"({', '.join(flagged[:5])}), by the mouth-motion member; recalibrate it or drop it")
+                        f"({', '.join(flagged[:5])}), by a track member alone; recalibrate it or drop it")
     dev_fpr, flagged = false_alarms(dev_reals, threshold, ensemble)
     fake_scores = [p_fake_at(v, threshold, ensemble) for v in dev_fakes]
     caught = sum(p is not None and p >= threshold for p in fake_scores)

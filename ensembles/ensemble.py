@@ -21,8 +21,9 @@ import torch
 
 from ensembles.aggregate import Aggregator
 from ensembles.combine import Combiner
-from ensembles.explain import MOTION_ALONE_BAND, band_range, explained, low_confidence_floor, name_tracks
+from ensembles.explain import MEMBER_ALONE_BAND, band_range, explained, low_confidence_floor, name_tracks
 from ensembles.motion import MouthMotion, mouth_openings, track_mouth_spread
+from ensembles.stillness import MIN_STILLNESS_FACES, BackgroundStillness, background_ratio, frame_changes
 from ensembles.tracks import TrackConfig, link_tracks, rule_tracks
 from ensembles.verdict import ERROR, FAKE, NO_FACE, REAL, FaceScore, TrackScore, VideoVerdict, low_evidence_note
 from models.nets import check_tta, fake_logits
@@ -30,13 +31,14 @@ from pipeline.audio import during_speech, speech_spans
 from pipeline.cache import write_atomic
 from pipeline.errors import DataError, MediaError, UsageError
 from pipeline.faces import FIELDS_ADDED_LATER, FaceConfig, FaceExtractor
-from pipeline.media import ArrayReader, MediaReader
+from pipeline.media import ArrayReader, MediaReader, change_scale
 from pipeline.sampling import SamplingConfig
 
 log = logging.getLogger(__name__)
 
 FORMAT = "deepfake-detector-ensemble"
 MOUTH_MOTION = "mouth motion"  # the mouth-motion member's name among the per-model scores
+STILL_BACKGROUND = "still background"  # the still-background member's name among them
 DEFAULT_ENSEMBLE = Path(__file__).resolve().parents[1] / "models" / "weights" / "ensemble.json"
 TRACK_POLICIES = ("max", "mean")
 PRECISIONS = ("auto", "fp32", "bf16")  # the nets' arithmetic when scoring; see scoring_precision
@@ -54,13 +56,19 @@ def face_config_from_dict(fields: dict) -> FaceConfig:
     return FaceConfig(**known)
 
 
-def motion_alone(p_nets: float, p_motion: float, threshold: float) -> float:
-    """What the mouth-motion member may make of a track on its own evidence: where the nets call it REAL (below
-    `threshold`), at most the top of MOTION_ALONE_BAND ("likely fake"), never "very likely fake"; where the nets
-    agree it is FAKE, its own p_fake."""
+def member_alone(p_nets: float, p_member: float, threshold: float) -> float:
+    """What a track member (mouth motion, still background) may make of a track on its own evidence: where the
+    nets call it REAL (below `threshold`), at most the top of MEMBER_ALONE_BAND ("likely fake"), never "very
+    likely fake"; where the nets agree it is FAKE, its own p_fake."""
     if p_nets >= threshold:
-        return p_motion
-    return min(p_motion, round(band_range(MOTION_ALONE_BAND, threshold)[1] - 1e-4, 4))
+        return p_member
+    return min(p_member, round(band_range(MEMBER_ALONE_BAND, threshold)[1] - 1e-4, 4))
+
+
+def track_p_fake(p_nets: float, member_scores: list[float | None], threshold: float) -> float:
+    """A track's p_fake: its nets' score, or a track member's (None: not judged) where higher, as `member_alone`
+    allows it."""
+    return max([p_nets] + [member_alone(p_nets, p, threshold) for p in member_scores if p is not None])
 
 
 def face_config_to_dict(config: FaceConfig) -> dict:
@@ -90,6 +98,9 @@ class EnsembleConfig:
     tracks: TrackConfig = TrackConfig()
     # a track-level member for one-photo talking heads (ensembles/motion.py); None: the nets alone decide
     mouth_motion: MouthMotion | None = None
+    # a track-level member for a photo brought to life: a face moving before a still background
+    # (ensembles/stillness.py); None: not judged (files before 2026-12-07, late)
+    background_stillness: BackgroundStillness | None = None
     faces: dict = field(default_factory=lambda: face_config_to_dict(FaceConfig()))
     jpeg_quality: int = 95  # crops are JPEG round-tripped like the cached training crops
     # test-time augmentation of every member (models.nets.fake_logits): "flip" averages each face's logits with
@@ -121,6 +132,7 @@ class EnsembleConfig:
             "min_static_faces": self.min_static_faces,
             "tracks": vars(self.tracks).copy(),
             "mouth_motion": self.mouth_motion.to_dict() if self.mouth_motion else None,
+            "background_stillness": self.background_stillness.to_dict() if self.background_stillness else None,
             "faces": self.faces, "jpeg_quality": self.jpeg_quality, "tta": self.tta, "metrics": self.metrics,
         }
 
@@ -150,7 +162,9 @@ class EnsembleConfig:
                 max_static_travel=float(data.get("max_static_travel", cls.max_static_travel)),
                 min_static_faces=int(data.get("min_static_faces", cls.min_static_faces)),
                 tracks=TrackConfig(**data.get("tracks", {})),
-                mouth_motion=MouthMotion.from_dict(data.get("mouth_motion")), faces=data.get("faces", {}),
+                mouth_motion=MouthMotion.from_dict(data.get("mouth_motion")),
+                background_stillness=BackgroundStillness.from_dict(data.get("background_stillness")),
+                faces=data.get("faces", {}),
                 jpeg_quality=int(data.get("jpeg_quality", 95)), tta=data.get("tta", "none"),
                 metrics=data.get("metrics", {}),
             )
@@ -233,8 +247,9 @@ class Ensemble:
 
     @property
     def score_names(self) -> list[str]:
-        """The names of the per-model scores of a verdict: the nets, then the mouth-motion member if any."""
-        return self.member_names + ([MOUTH_MOTION] if self.config.mouth_motion is not None else [])
+        """The names of the per-model scores of a verdict: the nets, then the track members it has."""
+        return (self.member_names + ([MOUTH_MOTION] if self.config.mouth_motion is not None else [])
+                + ([STILL_BACKGROUND] if self.config.background_stillness is not None else []))
 
     def face_config(self, **overrides) -> FaceConfig:
         """The face configuration the members were trained with, optionally with sampling etc. overridden."""
@@ -308,14 +323,14 @@ class Ensemble:
                            min_shape_spread=self.config.min_shape_spread,
                            max_static_travel=self.config.max_static_travel, min_static_faces=self.config.min_static_faces, detect_scale=detect_scale)
 
-    def _judge_tracks(self, track_ids, positions, probs, facts, motion: dict | None = None
-                      ) -> tuple[float, list[TrackScore], int | None, str]:
+    def _judge_tracks(self, track_ids, positions, probs, facts, motion: dict | None = None,
+                      stillness: dict | None = None) -> tuple[float, list[TrackScore], int | None, str]:
         """The video score, the tracks, the deciding track (None: several tracks decided together, policy
         "mean") and a warning ('' unless no track passed the rules and the longest one had to decide).
 
-        A track's p_fake is its nets' (the aggregated frame scores), or the mouth-motion member's when that
-        is higher (`motion`: per track, (mouth spread, p_fake or None); see `mouth_motion`), capped by
-        `motion_alone` where the nets do not call the track fake."""
+        A track's p_fake is its nets' (the aggregated frame scores), or a track member's when that is higher
+        (`motion`: per track, (mouth spread, p_fake or None), see `mouth_motion`; `stillness`: per track,
+        (background ratio, p_fake or None), see `background_stillness`), as `track_p_fake` allows it."""
         ids, positions = np.asarray(track_ids), np.asarray(positions)
         fallback, note = None, ""
         if all(f.excluded is not None for f in facts.values()):
@@ -332,7 +347,8 @@ class Ensemble:
             mask = ids == track
             p_nets = self.config.aggregator(probs[mask])
             spread, p_motion = (motion or {}).get(track, (None, None))
-            p_track = p_nets if p_motion is None else max(p_nets, motion_alone(p_nets, p_motion, self.config.threshold))
+            ratio, p_still = (stillness or {}).get(track, (None, None))
+            p_track = track_p_fake(p_nets, [p_motion, p_still], self.config.threshold)
             tracks.append(TrackScore(
                 track=int(track), p_fake=round(float(p_track), 4),
                 p_nets=round(float(p_nets), 4), n_faces=fact.n_faces,
@@ -343,6 +359,8 @@ class Ensemble:
                 box_travel=None if fact.travel is None else round(fact.travel, 4),
                 mouth_spread=None if spread is None else round(spread, 4),
                 p_motion=None if p_motion is None else round(p_motion, 4),
+                background_ratio=None if ratio is None else round(ratio, 4),
+                p_still=None if p_still is None else round(p_still, 4),
             ))
         voting = [t for t in tracks if t.counted]
         if self.config.track_policy == "max":
@@ -351,15 +369,38 @@ class Ensemble:
         score = float(np.average([t.p_fake for t in voting], weights=[t.n_faces for t in voting]))
         return score, tracks, voting[0].track if len(voting) == 1 else None, note
 
-    def _motion_score(self, tracks: list[TrackScore]) -> float | None:
-        """The mouth-motion member's video score: its counted tracks' p_fake, by the track policy (None: no counted
-        track long enough to judge)."""
-        judged = [t for t in tracks if t.counted and t.p_motion is not None]
+    def _member_score(self, tracks: list[TrackScore], field_name: str) -> float | None:
+        """A track member's video score: its p_fake (the TrackScore field `field_name`, "p_motion" or "p_still") of
+        the counted tracks, by the track policy (None: no counted track it could judge)."""
+        judged = [(getattr(t, field_name), t.n_faces) for t in tracks if t.counted and getattr(t, field_name) is not None]
         if not judged:
             return None
+        scores, weights = zip(*judged)
         if self.config.track_policy == "max":
-            return max(t.p_motion for t in judged)
-        return round(float(np.average([t.p_motion for t in judged], weights=[t.n_faces for t in judged])), 4)
+            return max(scores)
+        return round(float(np.average(scores, weights=weights)), 4)
+
+    def track_members_at(self, track: TrackScore, threshold: float) -> list[float | None]:
+        """The track members' p_fake of `track` had the ensemble decided at `threshold` (their mapping depends on
+        it): the mouth-motion member's, then the still-background member's (None: not judged)."""
+        motion, still = self.config.mouth_motion, self.config.background_stillness
+        return [None if motion is None else motion.p_fake(track.mouth_spread, threshold),
+                None if still is None else still.p_fake(track.background_ratio, threshold)]
+
+    def background_stillness(self, track_ids: list[int], changes: list[tuple] | None) -> dict[int, tuple]:
+        """Per track, (background ratio, the still-background member's p_fake, or None without that member or for
+        a track it cannot judge); `changes`: per face, (background change, face change) of its frame (None: not
+        measured, as in a still image). The ratio is measured with or without the member (calibration reads it)."""
+        if not changes:
+            return {}
+        still, ids = self.config.background_stillness, np.asarray(track_ids)
+        scores = {}
+        for track in sorted(set(ids.tolist())):
+            members = np.flatnonzero(ids == track)
+            ratio = background_ratio([changes[i][0] for i in members], [changes[i][1] for i in members],
+                                     still.min_faces if still is not None else MIN_STILLNESS_FACES)
+            scores[track] = (ratio, None if still is None else still.p_fake(ratio, self.config.threshold))
+        return scores
 
     def with_threshold(self, threshold: float) -> "Ensemble":
         """The same ensemble deciding at another threshold."""
@@ -377,7 +418,7 @@ class Ensemble:
         path = source.path if in_memory else Path(source)
         started = time.perf_counter()
         extractor = extractor or FaceExtractor(self.face_config(), device=str(self.device))
-        frames, faces_meta, crops, thumbnails = 0, [], [], []
+        frames, faces_meta, crops, thumbnails, changes = 0, [], [], [], []
         scorer = ThreadPoolExecutor(1, thread_name_prefix="score")  # scores while the next frames are searched
         scored: list[Future] = []
         media_type, damage, detect_scale, duration, speech = "", "", 1.0, None, None
@@ -390,14 +431,17 @@ class Ensemble:
                 duration = reader.info.duration
                 if self.judges_speech and media_type == "video" and not in_memory:  # before crops reach the scorer
                     speech = scorer.submit(speech_spans, path, None if duration is None else duration + 1.0)
-                found = extractor.faces_in_file(reader)
+                found = extractor.faces_in_file(reader, changes=media_type == "video")
                 with closing(found):  # on every path its decoding thread is joined before the reader closes
                     for position, (frame, frame_crops) in enumerate(found):
                         frames += 1
                         if frames == 1:  # the track rules measure landmark motion in the detector's pixels
                             detect_scale = min(1.0, extractor.config.detect_size / max(frame.image.shape[:2]))
-                        for crop in frame_crops:
+                        background, face_changes = frame_changes(
+                            frame.change, change_scale(frame.image), [crop.detection.box for crop in frame_crops])
+                        for crop, face_change in zip(frame_crops, face_changes):
                             faces_meta.append((position, frame.index, frame.timestamp, crop.detection))
+                            changes.append((background, face_change))
                             crops.append(crop.crop)
                             if keep_thumbnails:
                                 thumbnails.append(cv2.resize(crop.crop, (96, 96), interpolation=cv2.INTER_AREA))
@@ -424,16 +468,19 @@ class Ensemble:
         timings = {"total": round(total, 3), "decode_and_detect": round(searched - started, 3),
                    "score": round(total - (searched - started), 3)}
         verdict = self._verdict(path, media_type, frames, faces_meta, per_model_probs, timings, damage, detect_scale,
-                                low_confidence_floor(extractor.score_threshold), spans, extractor.config.sampling)
+                                low_confidence_floor(extractor.score_threshold), spans, extractor.config.sampling,
+                                changes)
         return explained(replace(verdict, duration=duration), extractor.config.sampling), thumbnails
 
     def _verdict(self, path, media_type, n_frames, faces_meta, member_probs, timings, damage: str = "",
                  detect_scale: float = 1.0, low_confidence_below: float = 0.0,
-                 speech: list[tuple[float, float]] | None = None, sampling=None) -> VideoVerdict:
+                 speech: list[tuple[float, float]] | None = None, sampling=None,
+                 changes: list[tuple] | None = None) -> VideoVerdict:
         """The verdict of one file; `damage` (a truncation note, or '') marks it damaged and becomes a warning;
         `detect_scale`: detector pixels per frame pixel (for the track rules); detections scoring below
         `low_confidence_below` are marked low-confidence; `speech`: the file's speech spans in seconds (None: no
-        audio track, or not asked for); `sampling`: how frames were sampled (the low-evidence advice)."""
+        audio track, or not asked for); `sampling`: how frames were sampled (the low-evidence advice); `changes`: per
+        face, (background change, face change) of its frame (the still-background member; None: not measured)."""
         common = dict(path=str(path), video_id=path.stem, file_name=path.name, threshold=self.config.threshold,
                       n_frames=n_frames,
                       n_faces=len(faces_meta), media_type=media_type, aggregator=self.config.aggregator.kind,
@@ -450,13 +497,17 @@ class Ensemble:
         facts = self.rule_tracks(track_ids, boxes, landmarks, detect_scale)  # who votes: the faces, not the nets
         speaking = during_speech([meta[2] for meta in faces_meta], speech or [])
         motion = self.mouth_motion(track_ids, boxes, landmarks, speaking)
-        p_fake, tracks, deciding, fallback_note = self._judge_tracks(track_ids, positions, probs, facts, motion)
+        stillness = self.background_stillness(track_ids, changes)
+        p_fake, tracks, deciding, fallback_note = self._judge_tracks(track_ids, positions, probs, facts, motion,
+                                                                     stillness)
         per_model = {
             name: round(self._judge_tracks(track_ids, positions, member_probs[:, i], facts)[0], 4)
             for i, name in enumerate(self.member_names)
         }
         if self.config.mouth_motion is not None:
-            per_model[MOUTH_MOTION] = self._motion_score(tracks)
+            per_model[MOUTH_MOTION] = self._member_score(tracks, "p_motion")
+        if self.config.background_stillness is not None:
+            per_model[STILL_BACKGROUND] = self._member_score(tracks, "p_still")
         faces = [
             FaceScore(frame_index=meta[1], timestamp=meta[2], track=int(track), box=box, p_fake=round(float(p), 4),
                       per_model={n: round(float(member_probs[k, i]), 4) for i, n in enumerate(self.member_names)},

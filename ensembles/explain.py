@@ -13,9 +13,16 @@ from pipeline.sampling import SamplingConfig
 # threshold maps to 0, p_fake 1 to +1, p_fake 0 to -1). Near the threshold a verdict is a coin toss in words too.
 BANDS = ((0.6, "very likely fake"), (0.25, "likely fake"), (-0.25, "borderline"), (-0.6, "likely real"))
 LOWEST_BAND = "very likely real"
-# the highest band one member can reach on its own evidence (the mouth-motion member, where the nets call the
-# face REAL): a FAKE verdict accuses someone, so "very likely fake" needs the nets to agree
-MOTION_ALONE_BAND = "likely fake"
+# the highest band one track member can reach on its own evidence (mouth motion or still background, where the
+# nets call the face REAL): a FAKE verdict accuses someone, so "very likely fake" needs the nets to agree
+MEMBER_ALONE_BAND = "likely fake"
+# each track member in words: (the check's name, a track's line, what it saw); see raising_member
+MEMBER_WORDS = {
+    "mouth motion": ("mouth-motion", "from its mouth motion", "the mouth barely moves while someone speaks"),
+    "still background": ("still-background", "from its still background",
+                         "the background barely changes from frame to frame while the face moves, as in a photo "
+                         "brought to life"),
+}
 BAND_WORDS = {
     "very likely fake": "well above",
     "likely fake": "above",
@@ -94,9 +101,14 @@ def name_tracks(tracks: list[TrackScore], n_frames: int, frames_seen: dict[int, 
             for t in tracks]
 
 
-def raised_by_motion(track: TrackScore) -> bool:
-    """True when the mouth-motion member, not the nets, gave the track its score."""
-    return track.p_motion is not None and track.p_nets is not None and track.p_motion > track.p_nets
+def raising_member(track: TrackScore) -> str | None:
+    """The track member ("mouth motion" or "still background") that gave the track its score, where one did rather
+    than the nets (the higher of the two where both exceed the nets); None otherwise."""
+    if track.p_nets is None:
+        return None
+    raised = [(p, name) for p, name in ((track.p_motion, "mouth motion"), (track.p_still, "still background"))
+              if p is not None and p > track.p_nets]
+    return max(raised)[1] if raised else None
 
 
 def short_track_name(track: TrackScore, media_type: str = "video") -> str:
@@ -116,8 +128,8 @@ def track_words(track: TrackScore, media_type: str = "video") -> str:
 def describe_track(track: TrackScore, deciding: int | None, media_type: str = "video") -> str:
     """One line per track: who, how often, its score, and its part in the verdict."""
     line = f"{track_words(track, media_type)}: p_fake {track.p_fake:.2f}"
-    if raised_by_motion(track):
-        line += " (from its mouth motion)"
+    if member := raising_member(track):
+        line += f" ({MEMBER_WORDS[member][1]})"
     if track.track == deciding:
         return line + ", decided the verdict"
     if track.excluded:
@@ -157,13 +169,15 @@ def explanation(verdict: VideoVerdict) -> str:
     decider = next((t for t in verdict.tracks if t.track == verdict.deciding_track), None)
     if decider is not None:
         text += f" Decided by {track_words(decider, verdict.media_type)}."
-        if raised_by_motion(decider) and decider.p_nets < verdict.threshold:
-            text += (f" Only the mouth-motion check calls it fake (the mouth barely moves while someone speaks); the "
-                     f"nets alone give {decider.p_nets:.2f}, below the threshold, so one check alone carries this "
-                     f"verdict and it is held at \"{MOTION_ALONE_BAND}\" at most.")
-        elif raised_by_motion(decider):
-            text += (f" Its score comes from the mouth-motion check (the mouth barely moves over the clip); the nets "
-                     f"alone give {decider.p_nets:.2f}, also above the threshold.")
+        member = raising_member(decider)
+        check, _, seen = MEMBER_WORDS[member] if member else ("", "", "")
+        if member and decider.p_nets < verdict.threshold:
+            text += (f" Only the {check} check calls it fake ({seen}); the nets alone give {decider.p_nets:.2f},"
+                     f" below the threshold, so one check alone carries this verdict and it is held at"
+                     f" \"{MEMBER_ALONE_BAND}\" at most.")
+        elif member:
+            text += (f" Its score comes from the {check} check ({seen}); the nets alone give {decider.p_nets:.2f},"
+                     f" also above the threshold.")
     elif verdict.tracks:
         text += " Decided by the counted persons together."
     left_out = [t for t in verdict.tracks if t.excluded]

@@ -65,51 +65,64 @@ def spread_of_openings(boxes: list[Box], openings: list[float | None], min_faces
 
 
 @dataclass(frozen=True)
-class MouthMotion:
-    """p_fake of a track from its mouth spread: reals' log spread ~ N(mu, sigma) (fitted on real tracks); a track
-    reaches the ensemble's decision `threshold` exactly at the reals' `alpha` quantile, and higher the stiller
-    its mouth."""
+class RealsLogNormal:
+    """A one-class track member: p_fake of a track from one measure of it, by comparing it with real tracks.
+    Reals' log measure ~ N(mu, sigma) (fitted on real tracks); a track reaches the ensemble's decision
+    `threshold` exactly at the reals' `alpha` quantile, and higher the lower its measure. It only ever argues
+    FAKE. The mouth-motion member (mouth spread) and the still-background member (ensembles/stillness.py,
+    background change over face change) are two."""
 
     mu: float
     sigma: float
     alpha: float
     min_faces: int = MIN_MOTION_FACES
     calibration: str = ""
-    speech_only: bool = False  # judge only faces sampled during speech (ensemble files before 2026-11-23: False)
 
     def __post_init__(self):
         if not (0.0 < self.alpha < 0.5 and self.sigma > 0 and self.min_faces >= 3):
-            raise ValueError(f"mouth motion needs 0 < alpha < 0.5, sigma > 0 and min_faces >= 3, got {self}")
+            raise ValueError(f"a track member needs 0 < alpha < 0.5, sigma > 0 and min_faces >= 3, got {self}")
 
-    def p_fake(self, spread: float | None, threshold: float) -> float | None:
-        """None for a track too short to judge (`spread` None)."""
-        if spread is None:
+    def p_fake(self, measure: float | None, threshold: float) -> float | None:
+        """None for a track too short to judge (`measure` None)."""
+        if measure is None:
             return None
-        z = (np.log(max(spread, 1e-6)) - self.mu) / self.sigma  # reals: standard normal
+        z = (np.log(max(measure, 1e-6)) - self.mu) / self.sigma  # reals: standard normal
         shift = norm.ppf(self.alpha) + norm.ppf(threshold)  # z at the alpha quantile maps to the threshold
         return float(norm.cdf(shift - z))
 
     @property
     def flagged_below(self) -> float:
-        """The mouth spread under which a track alone reaches the threshold (the reals' alpha quantile)."""
+        """The measure under which a track alone reaches the threshold (the reals' alpha quantile)."""
         return float(np.exp(self.mu + self.sigma * norm.ppf(self.alpha)))
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> "MouthMotion | None":
+    def from_dict(cls, data: dict | None):
         return cls(**data) if data else None
+
+    @classmethod
+    def fit(cls, real_measures: list[float], alpha: float, calibration: str, **fields):
+        """The member fitted on the measures of real tracks (at least 10; None values are left out)."""
+        logs = np.log(np.maximum(np.asarray([m for m in real_measures if m is not None], dtype=float), 1e-6))
+        if len(logs) < 10:
+            raise ValueError(f"fitting a track member needs at least 10 real tracks, got {len(logs)}")
+        return cls(mu=float(logs.mean()), sigma=float(logs.std(ddof=1)), alpha=alpha, calibration=calibration,
+                   **fields)
+
+
+@dataclass(frozen=True)
+class MouthMotion(RealsLogNormal):
+    """p_fake of a track from its mouth spread (`RealsLogNormal`): the stiller its mouth, the higher."""
+
+    speech_only: bool = False  # judge only faces sampled during speech (ensemble files before 2026-11-23: False)
 
 
 def fit_mouth_motion(real_spreads: list[float], alpha: float, calibration: str,
                      min_faces: int = MIN_MOTION_FACES, speech_only: bool = False) -> MouthMotion:
     """A MouthMotion from the mouth spreads of real tracks (at least 10)."""
-    logs = np.log(np.maximum(np.asarray([s for s in real_spreads if s is not None], dtype=float), 1e-6))
-    if len(logs) < 10:
-        raise ValueError(f"fitting mouth motion needs at least 10 real tracks, got {len(logs)}")
-    return MouthMotion(mu=float(logs.mean()), sigma=float(logs.std(ddof=1)), alpha=alpha,
-                       min_faces=min_faces, calibration=calibration, speech_only=speech_only)
+    return MouthMotion.fit(real_spreads, alpha, calibration, min_faces=min_faces, speech_only=speech_only)
 
 
 def speaking_faces(path: Path, timestamps: list[float], media_type: str) -> list[bool]:
@@ -174,10 +187,11 @@ def track_rows(path: Path, ensemble, extractor, speech_only: bool = False, openi
 
 @dataclass(frozen=True)
 class MotionCalibration:
-    """A mouth-motion fit and what it rests on: real tracks and clips measured, the files that failed, and how
-    many clips a fit without them would flag at the threshold (leave-one-clip-out)."""
+    """A track member's fit (mouth motion, or the still background of ensembles/stillness.py) and what it rests
+    on: real tracks and clips measured, the files that failed, and how many clips a fit without them would flag
+    at the threshold (leave-one-clip-out)."""
 
-    model: MouthMotion
+    model: RealsLogNormal
     tracks: int
     clips: int
     held_out_flagged: int

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
-from ensembles.explain import (EXCLUDED_WORDS, LOW_CONFIDENCE_WORDS, band_range, duration_words, raised_by_motion,
+from ensembles.explain import (EXCLUDED_WORDS, LOW_CONFIDENCE_WORDS, MEMBER_WORDS, band_range, duration_words, raising_member,
                                short_track_name)
 from ensembles.verdict import FAKE, REAL, TrackScore, VideoVerdict
 
@@ -199,7 +199,8 @@ def _person_order(track: TrackScore) -> tuple:
 def _track_label(track: TrackScore, verdict: VideoVerdict) -> str:
     """'person 1, 62% of frames: 0.91, decided', or the reason it was not counted."""
     name = short_track_name(track, verdict.media_type)
-    score = f"{track.p_fake:.2f}{' (from its mouth motion)' if raised_by_motion(track) else ''}"
+    member = raising_member(track)
+    score = f"{track.p_fake:.2f}{f' ({MEMBER_WORDS[member][1]})' if member else ''}"
     if track.track == verdict.deciding_track:
         part = "decided"
     elif track.excluded:

@@ -53,7 +53,9 @@ class TrackScore:
     `box_travel`: how far its box wanders, in face sizes (both None: too few faces to tell).
     `p_nets`: the nets' score of the track; `p_fake` is the higher of it and `p_motion`, the mouth-motion
     member's score (ensembles/motion.py) from `mouth_spread`, how much the mouth opens and closes (both None
-    without that member or for a track too short to judge).
+    without that member or for a track too short to judge), and `p_still`, the still-background member's
+    (ensembles/stillness.py) from `background_ratio`, how much the background changes between frames against
+    the face (None: too few frames with background beside the face; `p_still` also None without that member).
     `label`: the person's name in words ("person 1": the most-seen face first), `frame_share`: the share of
     sampled frames it has a face in, `description`: one line saying both, its score and its part in the verdict
     (ensembles/explain.py)."""
@@ -71,6 +73,8 @@ class TrackScore:
     p_nets: float | None = None
     mouth_spread: float | None = None
     p_motion: float | None = None
+    background_ratio: float | None = None
+    p_still: float | None = None
     label: str = ""
     frame_share: float | None = None
     description: str = ""

@@ -98,8 +98,9 @@ class FaceExtractor:
             config.score_threshold if config.score_threshold is not None else self.detector.default_score_threshold
         )
 
-    def faces_in_file(self, reader: MediaReader) -> Iterator[tuple[Frame, list[FaceCrop]]]:
-        """Yield each sampled frame with its face crops (possibly none), in frame order.
+    def faces_in_file(self, reader: MediaReader, changes: bool = False) -> Iterator[tuple[Frame, list[FaceCrop]]]:
+        """Yield each sampled frame with its face crops (possibly none), in frame order; `changes`: each video
+        frame with its change to the next (`MediaReader.frames`).
 
         Frames are decoded in a background thread. However this generator ends (exhausted, an exception in
         detection, or closed by the caller), that thread is stopped and joined before control returns, so
@@ -107,7 +108,7 @@ class FaceExtractor:
         closing the reader when leaving it early.
         """
         pad = self.config.image_pad if reader.info.media_type == "image" else 0.0
-        frames = prefetch(reader.frames(self.config.sampling), depth=2 * self.config.batch_size)
+        frames = prefetch(reader.frames(self.config.sampling, changes=changes), depth=2 * self.config.batch_size)
         tracking = (reader.info.media_type == "video" and self.config.redetect_every > 1
                     and hasattr(self.detector, "refine"))
         try:

@@ -109,11 +109,51 @@ def is_media_name(path: Path) -> bool:
 @dataclass(frozen=True)
 class Frame:
     """One sampled frame: its index in the video, its presentation time in seconds (from the stream's
-    timestamps, so variable-rate video gets true times) and its BGR pixels."""
+    timestamps, so variable-rate video gets true times) and its BGR pixels. `change`, when asked for
+    (`frames(..., changes=True)`): how the picture changes from this frame to the next (`frame_change`); None for
+    an image, the last frame of a video, or when not asked for."""
 
     index: int
     timestamp: float
     image: np.ndarray
+    change: np.ndarray | None = None
+
+
+CHANGE_WIDTH = 320  # frame changes are measured on pictures shrunk to this width (noise and detail average out)
+
+
+def change_scale(image: np.ndarray) -> float:
+    """Pixels of a `frame_change` picture per pixel of `image` (at most 1: small frames are not enlarged)."""
+    return min(1.0, CHANGE_WIDTH / image.shape[1])
+
+
+def frame_change(image: np.ndarray, following: np.ndarray) -> np.ndarray:
+    """The absolute difference in grey level (uint8) between two consecutive BGR frames, both shrunk by
+    `change_scale` (area averaging) before they are compared."""
+    scale = change_scale(image)
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+
+    def grey(picture: np.ndarray) -> np.ndarray:
+        small = picture if scale == 1.0 else cv2.resize(picture, size, interpolation=cv2.INTER_AREA)
+        return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+
+    return cv2.absdiff(grey(image), grey(following))
+
+
+def with_changes(decoded: Iterable[tuple[int, float, np.ndarray]], sampled) -> Iterator[Frame]:
+    """Frames of the `sampled` (index -> bool) ones among `decoded` (index, seconds, BGR image; the sampled frames
+    and the frame after each), each with its `frame_change` to the next frame where that frame was decoded."""
+    pending: Frame | None = None
+    for index, timestamp, image in decoded:
+        if pending is not None:
+            follows = index == pending.index + 1
+            yield Frame(pending.index, pending.timestamp, pending.image,
+                        frame_change(pending.image, image) if follows else None)
+            pending = None
+        if sampled(index):
+            pending = Frame(index, round(timestamp, 4), image)
+    if pending is not None:
+        yield pending
 
 
 @dataclass(frozen=True)
@@ -403,12 +443,15 @@ class ArrayReader:
     def close(self) -> None:
         pass
 
-    def frames(self, sampling: SamplingConfig) -> Iterator[Frame]:
+    def frames(self, sampling: SamplingConfig, changes: bool = False) -> Iterator[Frame]:
+        """As `MediaReader.frames`."""
         if self.info.media_type == "image":
             yield Frame(0, 0.0, self._pictures[0])
             return
-        for index in sample_indices(len(self._pictures), sampling):
-            yield Frame(index, round(_grid_time(index, self.info.fps), 4), self._pictures[index])
+        pictures = self._pictures
+        for index in sample_indices(len(pictures), sampling):
+            change = frame_change(pictures[index], pictures[index + 1]) if changes and index + 1 < len(pictures) else None
+            yield Frame(index, round(_grid_time(index, self.info.fps), 4), pictures[index], change)
 
     def truncation_note(self) -> str:
         return ""
@@ -450,6 +493,7 @@ class MediaReader:
         self.decoded_until = 0.0  # seconds of video decoded, to the end of the last frame
         self._read_to_end = False
         self._last_wanted: int | None = None  # decoding stops after this frame index (--frames K), else None
+        self._sampled = lambda index: True  # which decoded frames were sampled (set by _decoded when it starts)
         # Frames may be decoded in another thread (`prefetch`) than the one that closes the reader. Closing a
         # decoder while it decodes crashes in C (a segfault, or a hang), so decoding steps and close() take
         # this lock, and a closed reader decodes nothing more.
@@ -510,20 +554,28 @@ class MediaReader:
                 self._video.close()
                 self._video = None
 
-    def frames(self, sampling: SamplingConfig) -> Iterator[Frame]:
-        """Yield the sampled frames in order. Raises MediaError when no frame at all can be decoded."""
+    def frames(self, sampling: SamplingConfig, changes: bool = False) -> Iterator[Frame]:
+        """Yield the sampled frames in order. Raises MediaError when no frame at all can be decoded.
+
+        `changes`: also decode the frame after each sampled one and give each sampled frame its `frame_change`
+        (ensembles/stillness.py compares a face's change with its background's)."""
         if self._image is not None:
             yield Frame(0, 0.0, self._image)
             return
         yielded = 0
-        for index, timestamp, image in self._decoded(sampling):
+        if changes:
+            frames = with_changes(self._decoded(sampling, following=True), lambda index: self._sampled(index))
+        else:
+            frames = (Frame(index, round(timestamp, 4), image) for index, timestamp, image in self._decoded(sampling))
+        for frame in frames:
             yielded += 1
-            yield Frame(index, round(timestamp, 4), image)
+            yield frame
         if yielded == 0:
             raise MediaError(f"{self.path}: no frame could be decoded (corrupt or truncated video)")
 
-    def _decoded(self, sampling: SamplingConfig) -> Iterator[tuple[int, float, np.ndarray]]:
-        """(index, seconds, BGR image) of the sampled video frames, each decoding step under the lock."""
+    def _decoded(self, sampling: SamplingConfig, following: bool = False) -> Iterator[tuple[int, float, np.ndarray]]:
+        """(index, seconds, BGR image) of the sampled video frames (and, `following`, of the frame after each), each
+        decoding step under the lock. Sets `_sampled` (index -> bool: a sampled frame?)."""
         with self._lock:
             self._check_open()
             if sampling.every is not None:
@@ -538,6 +590,14 @@ class MediaReader:
                 wanted = keep.__contains__
                 last = max(keep) if keep else -1
             self._last_wanted = last
+            self._sampled = wanted
+            if following:
+                sampled = wanted
+
+                def wanted(index: int) -> bool:
+                    return sampled(index) or sampled(index - 1)
+
+                last = None if last is None else last + 1
             decoding = self._video.decode(wanted, last)
             self._decoding.append(decoding)
         while True:
