@@ -99,7 +99,7 @@ class EnsembleConfig:
     # a track-level member for one-photo talking heads (ensembles/motion.py); None: the nets alone decide
     mouth_motion: MouthMotion | None = None
     # a track-level member for a photo brought to life: a face moving before a still background
-    # (ensembles/stillness.py); None: not judged (files before 2026-12-07, late)
+    # (ensembles/stillness.py); None: not judged (no shipped file holds it: docs/experiments.md says why)
     background_stillness: BackgroundStillness | None = None
     faces: dict = field(default_factory=lambda: face_config_to_dict(FaceConfig()))
     jpeg_quality: int = 95  # crops are JPEG round-tripped like the cached training crops
@@ -390,7 +390,8 @@ class Ensemble:
     def background_stillness(self, track_ids: list[int], changes: list[tuple] | None) -> dict[int, tuple]:
         """Per track, (background ratio, the still-background member's p_fake, or None without that member or for
         a track it cannot judge); `changes`: per face, (background change, face change) of its frame (None: not
-        measured, as in a still image). The ratio is measured with or without the member (calibration reads it)."""
+        measured, as in a still image). The ratio is given with or without the member where changes were measured
+        (`classify(..., measure_background=True)`: calibration reads it)."""
         if not changes:
             return {}
         still, ids = self.config.background_stillness, np.asarray(track_ids)
@@ -408,11 +409,13 @@ class Ensemble:
         return Ensemble(config, self.members, self.device, self.source, self.precision)
 
     def classify(self, source: str | Path | ArrayReader, extractor: FaceExtractor | None = None,
-                 keep_thumbnails: bool = False, expected_type: str | None = None):
+                 keep_thumbnails: bool = False, expected_type: str | None = None, measure_background: bool = False):
         """Classify one video or image: a file, or pictures in memory (an `ArrayReader`). Returns (VideoVerdict,
         thumbnails); never raises on a bad file.
 
         `expected_type` given ("image" or "video"): a file of the other kind is an ERROR verdict.
+        `measure_background`: measure each track's background ratio (ensembles/stillness.py) even without the
+        still-background member (its calibration does); with the member it is always measured.
         """
         in_memory = isinstance(source, ArrayReader)
         path = source.path if in_memory else Path(source)
@@ -431,7 +434,8 @@ class Ensemble:
                 duration = reader.info.duration
                 if self.judges_speech and media_type == "video" and not in_memory:  # before crops reach the scorer
                     speech = scorer.submit(speech_spans, path, None if duration is None else duration + 1.0)
-                found = extractor.faces_in_file(reader, changes=media_type == "video")
+                background_judged = measure_background or self.config.background_stillness is not None
+                found = extractor.faces_in_file(reader, changes=media_type == "video" and background_judged)
                 with closing(found):  # on every path its decoding thread is joined before the reader closes
                     for position, (frame, frame_crops) in enumerate(found):
                         frames += 1

@@ -1,10 +1,13 @@
 """A track-level signal for a photo brought to life: a face that moves in front of a background that does not.
 
 One-photo talking-head tools (Loopy, AniTalker, SadTalker, Sonic...) animate the face of a single picture; the
-rest of the picture stays as it was, pixel for pixel, or nearly. A camera never films a background that still:
-its sensor's noise, light and compression change every frame a little, more the more the face moves. The frame
-nets call these renders more real than real (clean, sharp faces), the mouth-motion member catches those whose
-mouth barely moves; this one catches those whose background never moves. The measure, per face track:
+rest of the picture stays as it was, pixel for pixel, or nearly. A handheld or webcam camera's background
+changes a little every frame (noise, light, shake). The frame nets call these renders more real than real
+(clean, sharp faces), the mouth-motion member catches those whose mouth barely moves; this one catches those
+whose background never moves. But a tripod camera filming a still scene, compressed hard, freezes its
+background too (the encoder repeats unchanged blocks): measured on crosssource_dev it called such a real studio
+recording FAKE, so no shipped ensemble holds this member (docs/experiments.md, "Still-background member"); fit
+it on reals filmed as the footage you screen is. The measure, per face track:
 
 * per sampled frame, the mean absolute change in grey level from that frame to the next (pictures shrunk to
   `pipeline.media.CHANGE_WIDTH`) inside the face's box, and over the background: the frame outside every
@@ -14,7 +17,7 @@ mouth barely moves; this one catches those whose background never moves. The mea
   (FLOOR, in grey levels, keeps a still face in a still frame from dividing by nothing).
 
 `BackgroundStillness` turns a ratio into a p_fake as the mouth-motion member does (`RealsLogNormal`: fitted on
-real tracks of ../shared/data/real_talking and the real DFDC clip, never on a set it is measured on). A track
+real tracks, never on a set it is measured on; `calibrate-background`). A track
 with a moving background gets a small p_fake and leaves the nets' verdict alone; a still image, a close-up with
 no background, or a track with fewer than `MIN_STILLNESS_FACES` measured frames gets None (abstains).
 """
@@ -87,7 +90,7 @@ def calibrate_background_stillness(paths: list, ensemble, alpha: float, progress
     extractor = FaceExtractor(ensemble.face_config(), device=str(ensemble.device))
     ratios: dict[str, list[float]] = {}
     for _, path in tqdm(collected.found, desc="real clips", unit="clip", disable=not progress):
-        verdict, _ = ensemble.classify(path, extractor)
+        verdict, _ = ensemble.classify(path, extractor, measure_background=True)
         if verdict.verdict == "ERROR":
             failed.append(verdict.message)
             continue

@@ -124,11 +124,10 @@ class Recipe:
             self.export("efficientnet.pt", "efficientnet"),
             self.export("sface.pt", "sface"),
         ]
-        calibration_reals = [str(data / "real_talking"), str(data / "dfdc_videos" / "lynaeydofd.mp4")]
-        motion = ["calibrate-motion", *calibration_reals, "--alpha", "0.0025"]
-        background = ["calibrate-background", *calibration_reals, "--alpha", "0.005"]
+        motion = ["calibrate-motion", str(data / "real_talking"), str(data / "dfdc_videos" / "lynaeydofd.mp4"),
+                  "--alpha", "0.0025"]
         # each combination of nets: (its nets, the face cache that chooses their combiner, build options, and
-        # the shipped files made from it, each with or without the track members: mouth motion, still background)
+        # the shipped files made from it, each with or without the mouth-motion member)
         combinations = {
             "built_ensemble_nets.json": (("minivgg.pt", "resnet18.pt"), self.faces, ["--redetect-every", "2"],
                                          {"ensemble.json": True, "ensemble_nets.json": False}),
@@ -142,14 +141,12 @@ class Recipe:
             steps.append(Step(f"build {built_name}", [
                 "build-ensemble", *[a for m in members for a in ("--member", str(weights / m))],
                 "--faces", str(faces), "--out", str(built), "--tta", "flip", *extra], done=built.is_file))
-            for name, with_members in shipped.items():
+            for name, with_motion in shipped.items():
                 source = built
-                if with_members:
-                    moving, source = weights / f"motion_{name}", weights / f"still_{name}"
+                if with_motion:
+                    source = weights / f"motion_{name}"
                     steps.append(Step(f"mouth motion into {name}", [*motion, "--ensemble", str(built), "--out",
-                                                                     str(moving)], done=moving.is_file))
-                    steps.append(Step(f"still background into {name}", [*background, "--ensemble", str(moving),
-                                                                         "--out", str(source)], done=source.is_file))
+                                                                     str(source)], done=source.is_file))
                 steps.append(Step(f"threshold of {name}", [
                     "set-threshold", "--ensemble", str(source), "--faces", str(faces), "--dev-set",
                     str(data / "selection_dev"), "--out", str(weights / name)], done=(weights / name).is_file))

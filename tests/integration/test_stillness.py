@@ -3,7 +3,6 @@ changing what it samples, a photo brought to life (a face moving before a frozen
 the same scene filmed by a camera is not, and calibrate-background fits the member on real clips."""
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,8 +18,8 @@ from pipeline.media import CHANGE_WIDTH, MediaReader
 from pipeline.sampling import SamplingConfig
 from tests.conftest import shared_data, write_video
 
-# the shipped fit (35 real tracks of real_talking and the real DFDC clip): log ratio ~ N(-1.555, 0.743)
-SHIPPED_FIT = BackgroundStillness(mu=-1.555, sigma=0.743, alpha=0.005, calibration="test")
+# the fit measured on 35 real tracks of real_talking and the real DFDC clip: log ratio ~ N(-1.555, 0.743)
+MEASURED_FIT = BackgroundStillness(mu=-1.555, sigma=0.743, alpha=0.005, calibration="test")
 
 
 def run(*args):
@@ -80,16 +79,16 @@ def test_changes_come_with_the_same_sampled_frames(scenes, decoder, sampling):
             assert frame.change is None
 
 
-def with_member(small_ensemble: Path, folder: Path, member: BackgroundStillness | None) -> Ensemble:
-    config = EnsembleConfig.load(small_ensemble)
-    members = tuple(str((small_ensemble.parent / m).resolve()) for m in config.members)
+def with_member(ensemble_file: Path, folder: Path, member: BackgroundStillness | None) -> Ensemble:
+    config = EnsembleConfig.load(ensemble_file)
+    members = tuple(str((ensemble_file.parent / m).resolve()) for m in config.members)
     path = folder / "still.json"
     replace(config, members=members, background_stillness=member).save(path)
     return Ensemble.load(path, device="cpu")
 
 
 def test_a_photo_brought_to_life_is_flagged_and_the_filmed_scene_is_not(scenes, small_ensemble, tmp_path):
-    ensemble = with_member(small_ensemble, tmp_path, SHIPPED_FIT)
+    ensemble = with_member(small_ensemble, tmp_path, MEASURED_FIT)
     threshold = ensemble.config.threshold
     tracks = {}
     for kind, clip in scenes.items():
@@ -97,18 +96,21 @@ def test_a_photo_brought_to_life_is_flagged_and_the_filmed_scene_is_not(scenes, 
         (tracks[kind],) = [t for t in verdict.tracks if t.counted]
         assert verdict.per_model[STILL_BACKGROUND] == tracks[kind].p_still
     alive, filmed = tracks["brought to life"], tracks["filmed"]
-    assert alive.background_ratio < SHIPPED_FIT.flagged_below < filmed.background_ratio
+    assert alive.background_ratio < MEASURED_FIT.flagged_below < filmed.background_ratio
     assert alive.p_still >= threshold > filmed.p_still
     assert alive.p_fake >= threshold and filmed.p_fake == pytest.approx(filmed.p_nets)
-    # without the member the ratio is still measured (calibration reads it), and nothing is scored from it
-    plain, _ = with_member(small_ensemble, tmp_path, None).classify(scenes["brought to life"])
-    assert plain.tracks[0].background_ratio == alive.background_ratio and plain.tracks[0].p_still is None
-    assert STILL_BACKGROUND not in plain.per_model
+    # without the member nothing is measured (no frame after a sampled one is decoded) unless asked for, as
+    # calibration asks; and nothing is scored from it
+    without = with_member(small_ensemble, tmp_path, None)
+    plain, _ = without.classify(scenes["brought to life"])
+    assert plain.tracks[0].background_ratio is None and STILL_BACKGROUND not in plain.per_model
+    measured, _ = without.classify(scenes["brought to life"], measure_background=True)
+    assert measured.tracks[0].background_ratio == alive.background_ratio and measured.tracks[0].p_still is None
 
 
 def test_a_still_image_is_not_judged(small_ensemble, astronaut, tmp_path):
     cv2.imwrite(str(tmp_path / "photo.jpg"), astronaut)
-    verdict, _ = with_member(small_ensemble, tmp_path, SHIPPED_FIT).classify(tmp_path / "photo.jpg")
+    verdict, _ = with_member(small_ensemble, tmp_path, MEASURED_FIT).classify(tmp_path / "photo.jpg")
     assert verdict.tracks[0].background_ratio is None and verdict.per_model[STILL_BACKGROUND] is None
 
 
@@ -146,17 +148,18 @@ def test_too_few_real_tracks_is_a_usage_error(real_clips, tmp_path):
     assert not (tmp_path / "e.json").exists()
 
 
-def test_the_shipped_member_flags_loopys_frozen_backgrounds_and_no_calibration_real():
-    """Two Loopy renders of selection_dev whose backgrounds are the photo's own pixels are flagged by the shipped
-    member; the clip it was never fitted on, and the real clip it was, are not flagged by it."""
-    ensemble = Ensemble.load(device="cpu")
-    member = ensemble.config.background_stillness
-    assert member is not None
-    for name in ("loopy__3.mp4", "loopy__7.mp4"):
-        verdict, _ = ensemble.classify(shared_data("selection_dev", "fake", name))
-        assert verdict.tracks[0].p_still >= ensemble.config.threshold and verdict.verdict == "FAKE", name
+def test_with_the_default_nets_it_flags_loopys_frozen_backgrounds_and_a_still_studio_speech(tmp_path):
+    """What the member does on real files, with the default nets (why it is not in the shipped files): two Loopy
+    renders of selection_dev, whose backgrounds are the photo's own pixels, are called FAKE by it alone; so is
+    a real studio recording of crosssource_dev, filmed from a tripod and compressed until its background froze
+    (docs/experiments.md). The real clip it was fitted on is not flagged."""
+    ensemble = with_member(Path("models/weights/ensemble.json"), tmp_path, MEASURED_FIT)
+    threshold = ensemble.config.threshold
+    for path in (shared_data("selection_dev", "fake", "loopy__3.mp4"), shared_data("selection_dev", "fake", "loopy__7.mp4"),
+                 shared_data("crosssource_dev", "real", "EDTalk__test_data_pose_source1.mp4")):
+        verdict, _ = ensemble.classify(path)
+        (track,) = [t for t in verdict.tracks if t.counted]
+        assert track.p_nets < threshold <= track.p_still and verdict.verdict == "FAKE", path.name
+        assert verdict.band in ("borderline", "likely fake") and "Only the still-background check" in verdict.explanation
     verdict, _ = ensemble.classify(shared_data("dfdc_videos", "lynaeydofd.mp4"))
-    assert all(t.p_still is None or t.p_still < ensemble.config.threshold for t in verdict.tracks)
-    verdict, _ = ensemble.classify(shared_data("selection_dev", "real", "eamm__contempt.mp4"))
-    assert verdict.verdict == "REAL"
-    print(json.dumps({"eamm__contempt p_still": verdict.tracks[0].p_still}))
+    assert all(t.p_still is None or t.p_still < threshold for t in verdict.tracks)

@@ -17,8 +17,7 @@ def test_every_step_is_a_command_the_cli_accepts(tmp_path):
     steps = Recipe(tmp_path / "out", tmp_path / "data").steps()
     commands = [step.command() for step in steps if step.call is None]
     assert len(commands) >= 20 and {c[0] for c in commands} == {"extract", "train", "export-checkpoint",
-                                                                 "build-ensemble", "calibrate-motion", "calibrate-background",
-                                                                 "set-threshold"}
+                                                                 "build-ensemble", "calibrate-motion", "set-threshold"}
     for argv in commands:
         parse_without_running(argv)
 
