@@ -117,7 +117,7 @@ def test_an_unexpected_exception_is_an_internal_error_and_a_bad_file_is_not(smal
     [bad] = json_lines(classify("classify-video", tmp_path / "broken.mp4", "--ensemble", small_ensemble, "--json").output)
     assert bad["verdict"] == "ERROR" and bad["internal_error"] is False
 
-    def broken_search(self, reader):
+    def broken_search(self, reader, changes=False):
         raise RuntimeError("an injected bug")
         yield  # a generator, like the real one
 

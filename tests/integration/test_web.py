@@ -241,7 +241,7 @@ def test_internal_exception_text_never_reaches_the_client(server, face_clip, mon
     message, written for users, is passed on with the client's filename in place of the server's path."""
     client, uploads = server
 
-    def broken_search(self, reader):
+    def broken_search(self, reader, changes=False):
         raise failure(reader.path)
         yield  # a generator, like the real one
 
