@@ -102,6 +102,25 @@ def cluster_options(command):
     return with_options(command, options)
 
 
+def track_member_options(member: str, default_alpha: float, device_use: str):
+    """The options shared by the commands that fit a track member on real videos (calibrate-motion,
+    calibrate-background): the ensemble to add it to, where to write it, alpha, device, quiet."""
+    def decorate(command):
+        return with_options(command, [
+            click.option("--ensemble", "ensemble_file", type=click.Path(path_type=Path), default=None,
+                         help="Ensemble file to add the member to [default: the shipped models]."),
+            click.option("--out", type=click.Path(path_type=Path), required=True,
+                         help=f"Where to write the ensemble file with the {member} member (may be the --ensemble "
+                              f"file)."),
+            click.option("--alpha", type=click.FloatRange(0, 0.5, min_open=True, max_open=True), default=default_alpha,
+                         show_default=True,
+                         help="Share of real tracks the member alone may call FAKE at the ensemble's threshold."),
+            click.option("--device", default=None, help=f"torch device for {device_use} [default: cuda when available]."),
+            click.option("--quiet", is_flag=True, help="No progress bar."),
+        ])
+    return decorate
+
+
 def build_cluster_config(scheduler, dask_workers):
     from pipeline.dask_cluster import ClusterConfig
 
@@ -470,17 +489,10 @@ def build_ensemble(members, faces, out, combiner, aggregator, target_fpr, detect
 
 @main.command("calibrate-motion")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--ensemble", "ensemble_file", type=click.Path(path_type=Path), default=None,
-              help="Ensemble file to add the member to [default: the shipped models].")
-@click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="Where to write the ensemble file with the mouth-motion member (may be the --ensemble file).")
-@click.option("--alpha", type=click.FloatRange(0, 0.5, min_open=True, max_open=True), default=0.05, show_default=True,
-              help="Share of real tracks the member alone may call FAKE at the ensemble's threshold.")
+@track_member_options("mouth-motion", 0.05, "face detection")
 @click.option("--speech-only/--all-faces", default=True, show_default=True,
               help="Judge (and fit on) only the faces sampled while someone speaks in the file's audio; files "
                    "without speech are then not judged. --all-faces: every face, sound or not (before 2026-11-23).")
-@click.option("--device", default=None, help="torch device for face detection [default: cuda when available].")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
 def calibrate_motion(paths, ensemble_file, out, alpha, speech_only, device, quiet):
     """Add the mouth-motion member (for one-photo talking heads) to an ensemble, fitted on REAL videos.
 
@@ -500,14 +512,7 @@ def calibrate_motion(paths, ensemble_file, out, alpha, speech_only, device, quie
 
 @main.command("calibrate-background")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--ensemble", "ensemble_file", type=click.Path(path_type=Path), default=None,
-              help="Ensemble file to add the member to [default: the shipped models].")
-@click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="Where to write the ensemble file with the still-background member (may be the --ensemble file).")
-@click.option("--alpha", type=click.FloatRange(0, 0.5, min_open=True, max_open=True), default=0.005, show_default=True,
-              help="Share of real tracks the member alone may call FAKE at the ensemble's threshold.")
-@click.option("--device", default=None, help="torch device for face detection and the nets [default: cuda when available].")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@track_member_options("still-background", 0.005, "face detection and the nets")
 def calibrate_background(paths, ensemble_file, out, alpha, device, quiet):
     """Add the still-background member (for a photo brought to life) to an ensemble, fitted on REAL videos.
 

@@ -1,13 +1,12 @@
 """The mouth-motion member (issue 11, item 5) on synthetic tracks: the measure, its calibration against real
 tracks, and how the ensemble combines it with the nets (it can only argue FAKE, it abstains on short tracks
 and images, it follows the threshold, it round-trips through the ensemble file)."""
-import json
 
 import numpy as np
 import pytest
 from scipy.stats import norm
 
-from ensembles.ensemble import MOUTH_MOTION, EnsembleConfig
+from ensembles.ensemble import MOUTH_MOTION
 from ensembles.motion import MouthMotion, fit_mouth_motion, mouth_opening, mouth_spread
 from tests.unit.test_track_rules import SHAPE, ensemble, face, verdict_of
 
@@ -112,15 +111,6 @@ def test_the_member_follows_a_threshold_set_by_the_user():
     assert moved > p_motion  # the same stillness stands as far past the new threshold as past the old one
     spread = verdict_of(base, [track], [0.2]).tracks[0].mouth_spread
     assert (moved >= 0.9) == (spread < MOTION.flagged_below)
-
-
-def test_the_member_round_trips_through_the_ensemble_file(tmp_path):
-    EnsembleConfig(members=("x.pt",), mouth_motion=MOTION).save(tmp_path / "e.json")
-    assert EnsembleConfig.load(tmp_path / "e.json").mouth_motion == MOTION
-    data = json.loads((tmp_path / "e.json").read_text())
-    data.pop("mouth_motion")  # an ensemble file from before the member: no member
-    (tmp_path / "old.json").write_text(json.dumps(data))
-    assert EnsembleConfig.load(tmp_path / "old.json").mouth_motion is None
 
 
 def test_the_mouth_motion_member_alone_never_reaches_very_likely_fake():

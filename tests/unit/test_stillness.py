@@ -116,12 +116,16 @@ def test_the_budget_rescores_the_member_at_each_threshold():
         assert p >= threshold and p == pytest.approx(max(0.2, min(STILL.p_fake(ratio, threshold), p)))
 
 
-def test_the_member_round_trips_through_the_ensemble_file(tmp_path):
-    EnsembleConfig(members=("x.pt",), background_stillness=STILL).save(tmp_path / "e.json")
-    assert EnsembleConfig.load(tmp_path / "e.json").background_stillness == STILL
+@pytest.mark.parametrize("field_name", ["mouth_motion", "background_stillness"])
+def test_track_members_round_trip_through_the_ensemble_file(tmp_path, field_name):
+    from tests.unit.test_mouth_motion import MOTION
+
+    member = {"mouth_motion": MOTION, "background_stillness": STILL}[field_name]
+    EnsembleConfig(members=("x.pt",), **{field_name: member}).save(tmp_path / "e.json")
+    assert getattr(EnsembleConfig.load(tmp_path / "e.json"), field_name) == member
     data = json.loads((tmp_path / "e.json").read_text())
-    data.pop("background_stillness")  # an ensemble file from before the member: no member
+    data.pop(field_name)  # an ensemble file from before the member: no member
     (tmp_path / "old.json").write_text(json.dumps(data))
-    assert EnsembleConfig.load(tmp_path / "old.json").background_stillness is None
+    assert getattr(EnsembleConfig.load(tmp_path / "old.json"), field_name) is None
     with pytest.raises(ValueError):
-        BackgroundStillness(mu=0.0, sigma=0.5, alpha=0.7)
+        type(member)(mu=0.0, sigma=0.5, alpha=0.7)
