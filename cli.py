@@ -518,8 +518,10 @@ def calibrate_background(paths, ensemble_file, out, alpha, device, quiet):
 
     PATHS are real videos of people, filmed by a camera (files or folders; never the clips you evaluate on). A
     track whose background changes less from frame to frame, against its face's change, than all but ALPHA of
-    these people's is pushed towards FAKE. Exit status 1 when any path could not be read (the others are used),
-    2 when too few tracks were found.
+    these people's is pushed towards FAKE. No shipped ensemble holds this member: a tripod camera and hard
+    compression freeze a real background too (docs/experiments.md), so fit it on reals filmed as the footage
+    you screen is. Exit status 1 when any path could not be read (the others are used), 2 when too few tracks
+    were found.
     """
     from ensembles.ensemble import DEFAULT_ENSEMBLE, Ensemble
     from ensembles.stillness import calibrate_background_stillness
