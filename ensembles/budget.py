@@ -3,8 +3,9 @@
 A FAKE verdict accuses someone, so the threshold answers to the reals, not to the equal error rate. It is
 chosen on two sets read together: the members' DFDC validation faces (scored as build-ensemble scores them)
 and the real files of a labelled development set (e.g. ../shared/data/selection_dev), classified end to end
-exactly as `classify-video` does, track members (mouth motion, still background) included. The threshold is the lowest at which neither
-set has more than `max_fpr` of its reals at or above it, so it catches as many fakes as the budget allows.
+exactly as `classify-video` does, track members (mouth motion, still background) included. The threshold is the
+lowest at which neither set has more than `max_fpr` of its reals at or above it, so it catches as many fakes as
+the budget allows.
 
 A track member (mouth motion, still background) flags a track when its measure lies below the member's
 calibrated quantile, whatever the threshold, so the reals it flags count against the budget at every threshold;

@@ -169,15 +169,15 @@ def explanation(verdict: VideoVerdict) -> str:
     decider = next((t for t in verdict.tracks if t.track == verdict.deciding_track), None)
     if decider is not None:
         text += f" Decided by {track_words(decider, verdict.media_type)}."
-        member = raising_member(decider)
-        check, _, seen = MEMBER_WORDS[member] if member else ("", "", "")
-        if member and decider.p_nets < verdict.threshold:
-            text += (f" Only the {check} check calls it fake ({seen}); the nets alone give {decider.p_nets:.2f},"
-                     f" below the threshold, so one check alone carries this verdict and it is held at"
-                     f" \"{MEMBER_ALONE_BAND}\" at most.")
-        elif member:
-            text += (f" Its score comes from the {check} check ({seen}); the nets alone give {decider.p_nets:.2f},"
-                     f" also above the threshold.")
+        if member := raising_member(decider):
+            check, _, seen = MEMBER_WORDS[member]
+            if decider.p_nets < verdict.threshold:
+                text += (f" Only the {check} check calls it fake ({seen}); the nets alone give {decider.p_nets:.2f},"
+                         f" below the threshold, so one check alone carries this verdict and it is held at"
+                         f" \"{MEMBER_ALONE_BAND}\" at most.")
+            else:
+                text += (f" Its score comes from the {check} check ({seen}); the nets alone give"
+                         f" {decider.p_nets:.2f}, also above the threshold.")
     elif verdict.tracks:
         text += " Decided by the counted persons together."
     left_out = [t for t in verdict.tracks if t.excluded]

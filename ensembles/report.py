@@ -14,8 +14,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
-from ensembles.explain import (EXCLUDED_WORDS, LOW_CONFIDENCE_WORDS, MEMBER_WORDS, band_range, duration_words, raising_member,
-                               short_track_name)
+from ensembles.explain import (EXCLUDED_WORDS, LOW_CONFIDENCE_WORDS, MEMBER_WORDS, band_range, duration_words,
+                               raising_member, short_track_name)
 from ensembles.verdict import FAKE, REAL, TrackScore, VideoVerdict
 
 MAX_THUMBNAILS = 12

@@ -140,17 +140,17 @@ def frame_change(image: np.ndarray, following: np.ndarray) -> np.ndarray:
     return cv2.absdiff(grey(image), grey(following))
 
 
-def with_changes(decoded: Iterable[tuple[int, float, np.ndarray]], sampled) -> Iterator[Frame]:
-    """Frames of the `sampled` (index -> bool) ones among `decoded` (index, seconds, BGR image; the sampled frames
-    and the frame after each), each with its `frame_change` to the next frame where that frame was decoded."""
+def with_changes(decoded: Iterable[tuple[int, float, np.ndarray, bool]]) -> Iterator[Frame]:
+    """The sampled frames among `decoded` (index, seconds, BGR image, sampled?: the sampled frames and the frame
+    after each), each with its `frame_change` to the next frame where that frame was decoded."""
     pending: Frame | None = None
-    for index, timestamp, image in decoded:
+    for index, timestamp, image, sampled in decoded:
         if pending is not None:
             follows = index == pending.index + 1
             yield Frame(pending.index, pending.timestamp, pending.image,
                         frame_change(pending.image, image) if follows else None)
             pending = None
-        if sampled(index):
+        if sampled:
             pending = Frame(index, round(timestamp, 4), image)
     if pending is not None:
         yield pending
@@ -493,7 +493,6 @@ class MediaReader:
         self.decoded_until = 0.0  # seconds of video decoded, to the end of the last frame
         self._read_to_end = False
         self._last_wanted: int | None = None  # decoding stops after this frame index (--frames K), else None
-        self._sampled = lambda index: True  # which decoded frames were sampled (set by _decoded when it starts)
         # Frames may be decoded in another thread (`prefetch`) than the one that closes the reader. Closing a
         # decoder while it decodes crashes in C (a segfault, or a hang), so decoding steps and close() take
         # this lock, and a closed reader decodes nothing more.
@@ -563,19 +562,21 @@ class MediaReader:
             yield Frame(0, 0.0, self._image)
             return
         yielded = 0
+        decoded = self._decoded(sampling, following=changes)
         if changes:
-            frames = with_changes(self._decoded(sampling, following=True), lambda index: self._sampled(index))
+            frames = with_changes(decoded)
         else:
-            frames = (Frame(index, round(timestamp, 4), image) for index, timestamp, image in self._decoded(sampling))
+            frames = (Frame(index, round(timestamp, 4), image) for index, timestamp, image, _ in decoded)
         for frame in frames:
             yielded += 1
             yield frame
         if yielded == 0:
             raise MediaError(f"{self.path}: no frame could be decoded (corrupt or truncated video)")
 
-    def _decoded(self, sampling: SamplingConfig, following: bool = False) -> Iterator[tuple[int, float, np.ndarray]]:
-        """(index, seconds, BGR image) of the sampled video frames (and, `following`, of the frame after each), each
-        decoding step under the lock. Sets `_sampled` (index -> bool: a sampled frame?)."""
+    def _decoded(self, sampling: SamplingConfig, following: bool = False
+                 ) -> Iterator[tuple[int, float, np.ndarray, bool]]:
+        """(index, seconds, BGR image, sampled?) of the sampled video frames (and, `following`, of the frame after
+        each, not sampled itself unless the sampling keeps it), each decoding step under the lock."""
         with self._lock:
             self._check_open()
             if sampling.every is not None:
@@ -590,10 +591,8 @@ class MediaReader:
                 wanted = keep.__contains__
                 last = max(keep) if keep else -1
             self._last_wanted = last
-            self._sampled = wanted
+            sampled = wanted
             if following:
-                sampled = wanted
-
                 def wanted(index: int) -> bool:
                     return sampled(index) or sampled(index - 1)
 
@@ -611,7 +610,7 @@ class MediaReader:
                     self._read_to_end = last is None
                     self._decoding.remove(decoding)
                     return
-            yield item
+            yield (*item, sampled(item[0]))
 
     def _check_open(self) -> None:
         if self._closed:
