@@ -175,6 +175,5 @@ def set_threshold(config: BudgetConfig) -> tuple[EnsembleConfig, dict]:
     if "test" in held_out:  # what the page quotes ("right N% of the time") holds at the new threshold
         metrics["test_at_threshold"] = binary_metrics(held_out["test"][1], held_out["test"][0], threshold=threshold)
     updated = replace(ensemble.config, members=members, threshold=threshold, threshold_rule=rule, metrics=metrics)
-    out.parent.mkdir(parents=True, exist_ok=True)
     updated.save(out)
     return updated, report

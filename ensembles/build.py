@@ -255,6 +255,5 @@ def build_ensemble(config: BuildConfig) -> EnsembleConfig:
                   if v is not None}},
         jpeg_quality=int(cache_config.get("jpeg_quality", 95)), metrics=metrics,
     )
-    config.out.parent.mkdir(parents=True, exist_ok=True)
     ensemble.save(config.out)
     return ensemble

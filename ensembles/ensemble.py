@@ -137,6 +137,8 @@ class EnsembleConfig:
         }
 
     def save(self, path: Path) -> None:
+        """Write the file atomically, making its folder when it does not exist yet."""
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         write_atomic(Path(path), json.dumps(self.to_dict(), indent=2).encode("utf-8"))
 
     @classmethod

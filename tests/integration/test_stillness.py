@@ -125,7 +125,7 @@ def real_clips(tmp_path_factory) -> Path:
 
 
 def test_calibration_fits_the_member_on_real_clips(real_clips, tmp_path):
-    out = tmp_path / "ensemble.json"
+    out = tmp_path / "not yet made" / "ensemble.json"  # the folder is made
     result = run("calibrate-background", real_clips, tmp_path / "missing.mp4", "--out", out, "--quiet",
                  "--device", "cpu")
     assert result.exit_code == 1 and "missing.mp4: file not found" in result.stderr  # the others are used
